@@ -1,0 +1,27 @@
+# Two commands: `make demo` and `make test`. Both create .venv (Python 3.11,
+# pinned versions from requirements.lock) when it is missing or stale.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= jobs/demo
+
+.PHONY: demo test clean
+
+$(STAMP): requirements.lock setup.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements.lock
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/nas-garden --mode=search --job_dir=$(DEMO_DIR) \
+	  --search_space=mnasnet --algorithm=regularized_evolution \
+	  --population_size=4 --tournament_size=2 --max_trials=10 --seed=0
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) jobs *.egg-info

@@ -1,0 +1,1 @@
+"""Augmentation ops and policies for detection and segmentation (issue 4)."""

@@ -1,0 +1,1 @@
+"""Proxy-task tools: model selection, variance, proxy search (issue 7)."""

@@ -1,0 +1,616 @@
+"""Prebuilt NAS search spaces, decision for decision the same as Vertex AI NAS.
+
+Pure PyGlove: importing this module never imports TensorFlow, so a controller,
+a notebook or a CI job can enumerate, sample and validate architectures cheaply.
+Each space is a symbolic value whose decision points (paths, candidates and
+literal values) equal the Vertex platform's, so a `nas_params_str` written for
+that platform materialises here unchanged.
+
+User spaces: `get_search_space("package.module:function")` calls `function()`
+and uses the symbolic value it returns.
+"""
+
+import importlib
+import json
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import pyglove as pg
+
+
+class SearchSpaceError(ValueError):
+  """A search space name, definition or parameter string is unusable."""
+
+
+_REGISTRY: Dict[str, Callable[[], Any]] = {}
+_KINDS: Dict[str, str] = {}
+
+# What a space's architecture describes, so a trainer knows where it plugs in.
+SEARCH_SPACE_KIND_NAMES = ('backbone', 'decoder', 'scaling', 'augmentation')
+
+
+def register_search_space(name: str, kind: str):
+  """Decorator: registers a zero-argument factory of a symbolic space."""
+  if kind not in SEARCH_SPACE_KIND_NAMES:
+    raise SearchSpaceError(
+        f'kind {kind!r} of {name!r} is not one of {SEARCH_SPACE_KIND_NAMES}')
+
+  def decorator(factory):
+    _REGISTRY[name] = factory
+    _KINDS[name] = kind
+    return factory
+
+  return decorator
+
+
+def search_space_kind(name: str) -> str:
+  """'backbone', 'decoder', 'scaling' or 'augmentation' for a registered name."""
+  if name not in _KINDS:
+    raise SearchSpaceError(
+        f'no kind known for search space {name!r}; registered: '
+        f'{", ".join(list_search_spaces())}')
+  return _KINDS[name]
+
+
+def list_search_spaces() -> List[str]:
+  """Names of the registered spaces, sorted."""
+  return sorted(_REGISTRY)
+
+
+def get_search_space(name: str) -> Any:
+  """Returns a fresh symbolic search space for a registered name or `module:fn`."""
+  if name in _REGISTRY:
+    return _REGISTRY[name]()
+  if ':' in name:
+    module_name, _, fn_name = name.partition(':')
+    try:
+      module = importlib.import_module(module_name)
+    except ImportError as e:
+      raise SearchSpaceError(
+          f'cannot import search space module {module_name!r}: {e}') from e
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+      raise SearchSpaceError(
+          f'{module_name!r} has no callable {fn_name!r} to build a search space')
+    space = fn()
+    if not isinstance(space, pg.Symbolic) or pg.is_deterministic(space):
+      raise SearchSpaceError(
+          f'{name!r} must return a PyGlove symbolic value with at least one '
+          'decision point (pg.oneof, pg.manyof, ...)')
+    return space
+  raise SearchSpaceError(
+      f'unknown search space {name!r}; valid: {", ".join(list_search_spaces())} '
+      'or package.module:function')
+
+
+def dna_spec(space: Any) -> pg.DNASpec:
+  """The DNA spec (decision points) of a symbolic search space.
+
+  A DNASpec is returned as is: computing one takes up to a second for the
+  larger spaces, so callers that parse many strings pass it in place of the
+  space.
+  """
+  if isinstance(space, pg.DNASpec):
+    return space
+  return pg.dna_spec(space)
+
+
+# A Vertex decision value: "index/count (literal)", e.g. "1/3 (16)".
+_NAS_PARAM_VALUE = re.compile(r'(\d+)/(\d+) \((.*)\)', re.DOTALL)
+
+
+def dna_from_nas_params(space: Any, nas_params_str: str) -> pg.DNA:
+  """Parses a Vertex `nas_params_str` (JSON: path -> "index/count (literal)").
+
+  `space` is the symbolic search space or its `dna_spec`.
+
+  Raises SearchSpaceError naming the first problem: malformed JSON, a path the
+  space does not have, a missing decision, or a value that is malformed, out of
+  range or names another literal than this space's candidate.
+  """
+  try:
+    params = json.loads(nas_params_str)
+  except json.JSONDecodeError as e:
+    raise SearchSpaceError(f'nas_params_str is not valid JSON: {e}') from e
+  if not isinstance(params, dict) or not params:
+    raise SearchSpaceError('nas_params_str must be a non-empty JSON object')
+  spec = dna_spec(space)
+  decision_points = {str(dp.id): dp for dp in spec.decision_points}
+  unknown = sorted(set(params) - set(decision_points))
+  if unknown:
+    raise SearchSpaceError(
+        f'nas_params_str names decision point(s) not in this search space: '
+        f'{", ".join(unknown[:3])}{" ..." if len(unknown) > 3 else ""}')
+  missing = [p for p in sorted(decision_points) if p not in params]
+  if missing:
+    raise SearchSpaceError(
+        f'nas_params_str lacks decision point(s): {", ".join(missing[:3])}'
+        f'{" ..." if len(missing) > 3 else ""}')
+  for path, value in params.items():
+    _check_nas_param(path, value, decision_points[path])
+  try:
+    return pg.DNA.from_dict(params, spec)
+  except (ValueError, KeyError, TypeError, IndexError) as e:
+    # E.g. "Child values [3, 2] are not sorted.", minus PyGlove's spec dump.
+    reason = str(e).split(' Spec: ')[0].splitlines()[0]
+    raise SearchSpaceError(
+        f'nas_params_str does not fit this search space: {reason}') from e
+
+
+def _check_nas_param(path: str, value: Any, decision_point: Any) -> None:
+  """Raises SearchSpaceError unless `value` is a valid choice at `path`."""
+  match = isinstance(value, str) and _NAS_PARAM_VALUE.fullmatch(value)
+  if not match:
+    raise SearchSpaceError(
+        f'nas_params_str value {value!r} of {path!r} is not '
+        '"index/count (literal)"')
+  index, count, literal = int(match[1]), int(match[2]), match[3]
+  num_candidates = len(decision_point.candidates)
+  if count != num_candidates:
+    raise SearchSpaceError(
+        f'nas_params_str gives {path!r} {count} candidates; this search space '
+        f'has {num_candidates}')
+  if index >= count:
+    raise SearchSpaceError(
+        f'nas_params_str index {index} of {path!r} is out of range '
+        f'(0..{count - 1})')
+  expected = str(decision_point.literal_values[index])
+  if literal != expected:
+    raise SearchSpaceError(
+        f'nas_params_str names literal {literal} for {path!r} candidate '
+        f'{index}; this search space has {expected}')
+
+
+def nas_params_from_dna(dna: pg.DNA) -> str:
+  """The Vertex `nas_params_str` for a DNA whose spec is attached."""
+  return json.dumps(dna.to_dict(key_type='id', value_type='choice_and_literal'))
+
+
+def materialize(space: Any, dna: pg.DNA) -> Any:
+  """The concrete architecture (or policy) a DNA selects."""
+  return pg.materialize(space, dna)
+
+
+# ---------------------------------------------------------------------------
+# MnasNet (classification and detection backbone)
+# ---------------------------------------------------------------------------
+
+MNASNET_REPEATS = (1, 2, 3, 4, 3, 3, 1)
+MNASNET_FILTERS = (16, 24, 32, 64, 96, 160, 320)
+MNASNET_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+
+
+class MnasBlockSpec(pg.Object):
+  """One MnasNet block group: `num_repeats` blocks, the first with `strides`."""
+
+  num_repeats: int
+  block_fn: str
+  expand_ratio: int
+  kernel_size: int
+  se_ratio: float
+  output_filters: int
+  strides: int = 1
+
+
+class MnasNetSpec(pg.Object):
+  """A MnasNet architecture: a 32-filter stride-2 stem then these blocks."""
+
+  blocks: list[MnasBlockSpec]
+
+
+def repeats_candidates(r: int) -> List[int]:
+  """Vertex's repeat choices: [r, r-1, r+1], or [1, 2] when r is 1."""
+  return [1, 2] if r == 1 else [r, r - 1, r + 1]
+
+
+def filters_candidates(f: int) -> List[int]:
+  """Vertex's width choices: 0.75x, 1x and 1.25x of the base filters."""
+  return [int(f * 0.75), f, int(f * 1.25)]
+
+
+@register_search_space('mnasnet', kind='backbone')
+def mnasnet_search_space() -> MnasNetSpec:
+  """The MnasNet space: 7 MobileNetV2-based block groups, 6 decisions each."""
+  return MnasNetSpec(blocks=[
+      MnasBlockSpec(
+          num_repeats=pg.oneof(repeats_candidates(r)),
+          block_fn=pg.oneof(['conv', 'mbconv']),
+          expand_ratio=pg.oneof([1, 3, 6]),
+          kernel_size=pg.oneof([3, 5]),
+          se_ratio=pg.oneof([0.0, 0.25]),
+          output_filters=pg.oneof(filters_candidates(f)),
+          strides=s,
+      ) for r, f, s in zip(MNASNET_REPEATS, MNASNET_FILTERS, MNASNET_STRIDES)
+  ])
+
+
+# ---------------------------------------------------------------------------
+# EfficientNetV2 (classification backbone)
+# ---------------------------------------------------------------------------
+
+EFFICIENTNET_V2_REPEATS = (1, 2, 2, 3, 5, 8)
+EFFICIENTNET_V2_FILTERS = (16, 32, 48, 96, 112, 192)
+EFFICIENTNET_V2_STRIDES = (1, 2, 2, 2, 1, 2)
+
+
+class EfficientNetV2BlockSpec(pg.Object):
+  """One EfficientNetV2 block group: `num_repeats` blocks, the first strided."""
+
+  num_repeats: int
+  block_type: str
+  expand_ratio: int
+  kernel_size: int
+  se_ratio: float
+  output_filters: int
+  act_fn: str
+  strides: int = 1
+
+
+class EfficientNetV2Spec(pg.Object):
+  """An EfficientNetV2 architecture: a stride-2 stem then these blocks."""
+
+  blocks: list[EfficientNetV2BlockSpec]
+
+
+@register_search_space('efficientnet_v2', kind='backbone')
+def efficientnet_v2_search_space() -> EfficientNetV2Spec:
+  """The EfficientNetV2 space: 6 (fused) MBConv block groups, 7 decisions each."""
+  return EfficientNetV2Spec(blocks=[
+      EfficientNetV2BlockSpec(
+          num_repeats=pg.oneof(repeats_candidates(r)),
+          block_type=pg.oneof(['mbconv', 'fused_mbconv']),
+          expand_ratio=pg.oneof([1, 2, 4, 6]),
+          kernel_size=pg.oneof([3, 5]),
+          se_ratio=pg.oneof([0.0, 0.25]),
+          output_filters=pg.oneof(filters_candidates(f)),
+          act_fn=pg.oneof(['swish', 'relu']),
+          strides=s,
+      ) for r, f, s in zip(EFFICIENTNET_V2_REPEATS, EFFICIENTNET_V2_FILTERS,
+                           EFFICIENTNET_V2_STRIDES)
+  ])
+
+
+# ---------------------------------------------------------------------------
+# NAS-FPN (detection decoder)
+# ---------------------------------------------------------------------------
+
+NASFPN_MIN_LEVEL = 3
+NASFPN_MAX_LEVEL = 7
+NASFPN_NUM_INTERMEDIATE_BLOCKS = 2
+NASFPN_LEVELS = tuple(range(NASFPN_MIN_LEVEL, NASFPN_MAX_LEVEL + 1))
+
+
+def _two_distinct_sorted(candidates: Sequence[int]) -> Any:
+  """A choice of two different earlier features, in increasing order."""
+  return pg.sublist_of(
+      2, list(candidates), choices_distinct=True, choices_sorted=True)
+
+
+def _permutation(candidates: Sequence[int]) -> Any:
+  """A choice of an order of all `candidates` (repeated values allowed)."""
+  return pg.sublist_of(
+      len(candidates), list(candidates), choices_distinct=True,
+      choices_sorted=False)
+
+
+class NasFpnBlockSpec(pg.Object):
+  """One NAS-FPN merge cell: resamples two earlier features to one level.
+
+  `input_offsets` index the features built so far: the backbone's levels
+  NASFPN_MIN_LEVEL..NASFPN_MAX_LEVEL first, then the blocks in build order.
+  `level` is None for output blocks, whose level is in `output_block_levels`.
+  """
+
+  level: Optional[int]
+  combine_fn: str
+  input_offsets: list[int]
+
+
+class NasFpnSpec(pg.Object):
+  """A NAS-FPN cell: intermediate blocks then one output block per level."""
+
+  intermediate_blocks: list[NasFpnBlockSpec]
+  output_blocks: list[NasFpnBlockSpec]
+  output_block_levels: list[int]
+
+  def block_sequence(self) -> List[Tuple[int, NasFpnBlockSpec]]:
+    """(level, block) in build order; offset `len(NASFPN_LEVELS) + k` is k-th."""
+    return ([(b.level, b) for b in self.intermediate_blocks] +
+            list(zip(self.output_block_levels, self.output_blocks)))
+
+
+@register_search_space('nasfpn', kind='decoder')
+def nasfpn_search_space() -> NasFpnSpec:
+  """The NAS-FPN space: 2 free merge cells, then 5 cells that emit P3-P7."""
+  num_inputs = len(NASFPN_LEVELS)
+  num_outputs = len(NASFPN_LEVELS)
+  return NasFpnSpec(
+      intermediate_blocks=[
+          NasFpnBlockSpec(
+              level=pg.oneof(list(NASFPN_LEVELS[1:])),
+              combine_fn=pg.oneof(['sum', 'attention']),
+              input_offsets=_two_distinct_sorted(range(num_inputs + i)))
+          for i in range(NASFPN_NUM_INTERMEDIATE_BLOCKS)
+      ],
+      output_blocks=[
+          NasFpnBlockSpec(
+              level=None,
+              combine_fn=pg.oneof(['sum', 'attention']),
+              input_offsets=_two_distinct_sorted(
+                  range(num_inputs + NASFPN_NUM_INTERMEDIATE_BLOCKS + j)))
+          for j in range(num_outputs)
+      ],
+      output_block_levels=_permutation(NASFPN_LEVELS))
+
+
+# ---------------------------------------------------------------------------
+# SpineNet family (scale-permuted detection backbones)
+# ---------------------------------------------------------------------------
+
+SPINENET_MIN_LEVEL = 3
+SPINENET_MAX_LEVEL = 7
+SPINENET_INIT_BLOCK_LEVEL = 2
+SPINENET_INIT_BLOCK_FN = 'bottleneck'
+SPINENET_NUM_INIT_BLOCKS = 2
+# An intermediate block reads from at most this many immediately previous blocks.
+SPINENET_SEARCH_WINDOW = 4
+
+
+class SpineNetBlockSpec(pg.Object):
+  """One SpineNet block: fuses two earlier blocks' features at one level.
+
+  `input_offsets` index all blocks built so far, init blocks first (empty for
+  the init blocks, which read the stem). The block's level is its base level
+  from `SpineNetSpec` plus `level_offset`.
+  """
+
+  level_offset: int
+  block_fn: str
+  input_offsets: list[int]
+
+
+class SpineNetSpec(pg.Object):
+  """A SpineNet: init blocks, permuted intermediate blocks, then outputs.
+
+  `intermediate_block_levels` orders `level_allocation` (the fixed multiset of
+  base levels); `output_block_levels` orders min_level..max_level.
+  """
+
+  intermediate_blocks: list[SpineNetBlockSpec]
+  intermediate_block_levels: list[int]
+  output_blocks: list[SpineNetBlockSpec]
+  output_block_levels: list[int]
+  init_blocks: list[SpineNetBlockSpec]
+  init_block_level: int
+  level_allocation: list[int]
+  min_level: int
+  max_level: int
+
+  def block_sequence(self) -> List[Tuple[int, SpineNetBlockSpec]]:
+    """(level, block) of every block in build order, as `input_offsets` index."""
+    return ([(self.init_block_level + b.level_offset, b)
+             for b in self.init_blocks] +
+            [(base + b.level_offset, b) for base, b in zip(
+                self.intermediate_block_levels, self.intermediate_blocks)] +
+            [(base + b.level_offset, b) for base, b in zip(
+                self.output_block_levels, self.output_blocks)])
+
+
+def spinenet_search_space(level_allocation: Dict[int, int],
+                          level_offsets: Sequence[int],
+                          block_fns: Sequence[str]) -> SpineNetSpec:
+  """A SpineNet space over the blocks `level_allocation` ({level: count}) gives.
+
+  Decisions, in Vertex's order: per intermediate block its level offset, block
+  function and two inputs within the search window; the permutation of the
+  intermediate base levels; per output block its function and two inputs from
+  any earlier block; the permutation of the output levels.
+  """
+  allocation = [level for level, count in sorted(level_allocation.items())
+                for _ in range(count)]
+  output_levels = list(range(SPINENET_MIN_LEVEL, SPINENET_MAX_LEVEL + 1))
+  num_before_outputs = SPINENET_NUM_INIT_BLOCKS + len(allocation)
+  intermediate_blocks = []
+  for i in range(len(allocation)):
+    num_previous = SPINENET_NUM_INIT_BLOCKS + i
+    intermediate_blocks.append(SpineNetBlockSpec(
+        level_offset=pg.oneof(list(level_offsets)),
+        block_fn=pg.oneof(list(block_fns)),
+        input_offsets=_two_distinct_sorted(range(
+            max(0, num_previous - SPINENET_SEARCH_WINDOW), num_previous))))
+  return SpineNetSpec(
+      intermediate_blocks=intermediate_blocks,
+      intermediate_block_levels=_permutation(allocation),
+      output_blocks=[
+          SpineNetBlockSpec(
+              level_offset=0,
+              block_fn=pg.oneof(list(block_fns)),
+              input_offsets=_two_distinct_sorted(range(num_before_outputs + j)))
+          for j in range(len(output_levels))
+      ],
+      output_block_levels=_permutation(output_levels),
+      init_blocks=[
+          SpineNetBlockSpec(level_offset=0, block_fn=SPINENET_INIT_BLOCK_FN,
+                            input_offsets=[])
+          for _ in range(SPINENET_NUM_INIT_BLOCKS)
+      ],
+      init_block_level=SPINENET_INIT_BLOCK_LEVEL,
+      level_allocation=allocation,
+      min_level=SPINENET_MIN_LEVEL,
+      max_level=SPINENET_MAX_LEVEL)
+
+
+@register_search_space('spinenet', kind='backbone')
+def spinenet_default_search_space() -> SpineNetSpec:
+  """SpineNet with residual or bottleneck blocks, 11 intermediate blocks."""
+  return spinenet_search_space({2: 1, 3: 3, 4: 5, 5: 2}, [-1, 0, 1, 2],
+                               ['residual', 'bottleneck'])
+
+
+@register_search_space('spinenet_v2', kind='backbone')
+def spinenet_v2_search_space() -> SpineNetSpec:
+  """SpineNet-v2: bottleneck blocks only, 10 intermediate blocks."""
+  return spinenet_search_space({2: 1, 3: 3, 4: 5, 5: 1}, [-1, 0, 1],
+                               ['bottleneck'])
+
+
+@register_search_space('spinenet_mbconv', kind='backbone')
+def spinenet_mbconv_search_space() -> SpineNetSpec:
+  """Mobile SpineNet: MBConv blocks, 11 intermediate blocks."""
+  return spinenet_search_space({2: 1, 3: 1, 4: 5, 5: 4}, [-1, 0, 1, 2],
+                               ['mbconv'])
+
+
+class SpineNetScalingSpec(pg.Object):
+  """Compound scaling of a found SpineNet and its detection head."""
+
+  image_size: int
+  endpoints_num_filters: int
+  filter_size_scale: float
+  resample_alpha: float
+  block_repeats: int
+  head_num_convs: int
+  head_num_filters: int
+
+
+@register_search_space('spinenet_scaling', kind='scaling')
+def spinenet_scaling_search_space() -> SpineNetScalingSpec:
+  """The scaling space: input size, widths, depth and head size."""
+  return SpineNetScalingSpec(
+      image_size=pg.oneof([512, 640]),
+      endpoints_num_filters=pg.oneof([192, 256]),
+      filter_size_scale=pg.oneof([0.8, 1.0, 1.2]),
+      resample_alpha=pg.oneof([0.75, 1.0, 1.25]),
+      block_repeats=pg.oneof([2, 3, 4]),
+      head_num_convs=pg.oneof([4, 5]),
+      head_num_filters=pg.oneof([192, 256]))
+
+
+# ---------------------------------------------------------------------------
+# Augmentation policies (detection and segmentation)
+# ---------------------------------------------------------------------------
+
+AUGMENTATION_TASKS = ('detection', 'segmentation')
+RANDAUGMENT_NUM_OPS = (1, 2)
+RANDAUGMENT_MAGNITUDES = tuple(range(1, 11))
+
+
+class RandAugmentSpec(pg.Object):
+  """RandAugment: `num_ops` random ops per image at one `magnitude`.
+
+  `task` ('detection' or 'segmentation') picks the op table, since boxes and
+  masks must be transformed along with the image.
+  """
+
+  num_ops: int
+  magnitude: int
+  task: str
+
+
+def randaugment_search_space(task: str) -> RandAugmentSpec:
+  """The RandAugment space for one task's op table."""
+  return RandAugmentSpec(
+      num_ops=pg.oneof(list(RANDAUGMENT_NUM_OPS)),
+      magnitude=pg.oneof(list(RANDAUGMENT_MAGNITUDES)),
+      task=task)
+
+
+@register_search_space('randaugment_detection', kind='augmentation')
+def randaugment_detection_search_space() -> RandAugmentSpec:
+  """RandAugment over the detection op table (box-aware ops)."""
+  return randaugment_search_space('detection')
+
+
+@register_search_space('randaugment_segmentation', kind='augmentation')
+def randaugment_segmentation_search_space() -> RandAugmentSpec:
+  """RandAugment over the segmentation op table (mask-aware ops)."""
+  return randaugment_search_space('segmentation')
+
+
+AUTOAUGMENT_NUM_SUB_POLICIES = 5
+AUTOAUGMENT_OPS_PER_SUB_POLICY = 2
+AUTOAUGMENT_NUM_OPS = {'detection': 21, 'segmentation': 13}
+AUTOAUGMENT_MAGNITUDES = tuple(range(11))
+# round() so the literals are exactly 0.3, 1.0, ... as Vertex prints them.
+AUTOAUGMENT_PROBABILITIES = tuple(round(i / 10, 1) for i in range(11))
+
+
+def autoaugment_search_space(task: str) -> pg.List:
+  """An AutoAugment policy: [op_indices, magnitudes, probabilities].
+
+  Each is a list of AUTOAUGMENT_NUM_SUB_POLICIES sub-policies of
+  AUTOAUGMENT_OPS_PER_SUB_POLICY values, so op k of sub-policy s is
+  (policy[0][s][k], policy[1][s][k], policy[2][s][k]). Op indices refer to the
+  task's op table (`AUTOAUGMENT_NUM_OPS[task]` ops).
+  """
+
+  def per_sub_policy(candidates):
+    return pg.List([
+        pg.manyof(AUTOAUGMENT_OPS_PER_SUB_POLICY, list(candidates),
+                  choices_distinct=False, choices_sorted=False)
+        for _ in range(AUTOAUGMENT_NUM_SUB_POLICIES)
+    ])
+
+  return pg.List([
+      per_sub_policy(range(AUTOAUGMENT_NUM_OPS[task])),
+      per_sub_policy(AUTOAUGMENT_MAGNITUDES),
+      per_sub_policy(AUTOAUGMENT_PROBABILITIES),
+  ])
+
+
+@register_search_space('autoaugment_detection', kind='augmentation')
+def autoaugment_detection_search_space() -> pg.List:
+  """AutoAugment over the 21 detection ops."""
+  return autoaugment_search_space('detection')
+
+
+@register_search_space('autoaugment_segmentation', kind='augmentation')
+def autoaugment_segmentation_search_space() -> pg.List:
+  """AutoAugment over the 13 segmentation ops."""
+  return autoaugment_search_space('segmentation')
+
+
+def _is_autoaugment_policy(spec: Any) -> bool:
+  """Whether `spec` has the [op_indices, magnitudes, probabilities] shape."""
+  return (isinstance(spec, list) and len(spec) == 3 and
+          all(isinstance(part, list) and
+              len(part) == AUTOAUGMENT_NUM_SUB_POLICIES for part in spec))
+
+
+def architecture_summary(spec: Any) -> str:
+  """A one-line human summary of a materialised spec, for progress output."""
+  if isinstance(spec, MnasNetSpec):
+    return ' '.join(
+        f'{b.block_fn[0]}{b.kernel_size}x{b.num_repeats}'
+        f'{"e" + str(b.expand_ratio) if b.block_fn == "mbconv" else ""}'
+        f'{"se" if b.se_ratio else ""}/{b.output_filters}' for b in spec.blocks)
+  if isinstance(spec, EfficientNetV2Spec):
+    return ' '.join(
+        f'{"f" if b.block_type == "fused_mbconv" else "m"}{b.kernel_size}'
+        f'x{b.num_repeats}e{b.expand_ratio}{"se" if b.se_ratio else ""}'
+        f'{"" if b.act_fn == "swish" else "-relu"}/{b.output_filters}'
+        for b in spec.blocks)
+  if isinstance(spec, NasFpnSpec):
+    return ' '.join(
+        f'P{level}{"+" if b.combine_fn == "sum" else "@"}'
+        f'{b.input_offsets[0]},{b.input_offsets[1]}'
+        for level, b in spec.block_sequence())
+  if isinstance(spec, SpineNetSpec):
+    blocks = spec.block_sequence()[len(spec.init_blocks):]
+    return ' '.join(
+        f'L{level}{b.block_fn[0]}{b.input_offsets[0]},{b.input_offsets[1]}'
+        for level, b in blocks)
+  if isinstance(spec, SpineNetScalingSpec):
+    return (f'{spec.image_size}px filters={spec.endpoints_num_filters} '
+            f'scale={spec.filter_size_scale} alpha={spec.resample_alpha} '
+            f'repeats={spec.block_repeats} head={spec.head_num_convs}'
+            f'x{spec.head_num_filters}')
+  if isinstance(spec, RandAugmentSpec):
+    return (f'randaugment[{spec.task}] num_ops={spec.num_ops} '
+            f'magnitude={spec.magnitude}')
+  if _is_autoaugment_policy(spec):
+    ops, magnitudes, probabilities = spec
+    return ' | '.join(
+        ' '.join(f'op{o}@m{m}p{p}' for o, m, p in zip(*sub_policy))
+        for sub_policy in zip(ops, magnitudes, probabilities))
+  return pg.format(spec, compact=True)[:120]

@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny real config, the CLI as a subprocess, one search job."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params')
+
+# A real but very short proxy: 40 steps of batch 32 on 32 px digits.
+TINY_OVERRIDE = ('trainer.train_steps=40,trainer.steps_per_loop=20,'
+                 'trainer.summary_interval=20,trainer.validation_interval=40,'
+                 'trainer.checkpoint_interval=40,task.train_data.global_batch_size=32')
+
+
+def cli(*args, timeout=600, check=False):
+  """Runs `python -m trainer.task` with flags; returns the CompletedProcess."""
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
+  result = subprocess.run([sys.executable, '-m', 'trainer.task', *args],
+                          cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+  if check and result.returncode != 0:
+    raise AssertionError(f'CLI failed ({result.returncode}):\n{result.stderr[-3000:]}')
+  return result
+
+
+def search_flags(job_dir, max_trials, *extra):
+  return ('--mode=search', f'--job_dir={job_dir}', '--search_space=mnasnet',
+          f'--max_trials={max_trials}', f'--params_override={TINY_OVERRIDE}',
+          '--seed=1', *extra)
+
+
+@pytest.fixture(scope='session')
+def search_job(tmp_path_factory):
+  """A finished 3-trial random search with a FLOPs target (real trials)."""
+  job_dir = str(tmp_path_factory.mktemp('search_job'))
+  result = cli(*search_flags(job_dir, 3, '--target_flops_multi_adds_billion=0.0008'),
+               check=True)
+  return job_dir, result.stdout

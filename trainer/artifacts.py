@@ -1,0 +1,35 @@
+"""Where a job keeps its artifacts, and how they are written.
+
+Light on purpose (no TensorFlow): the controller, executors and reports read
+these paths too.
+"""
+
+import os
+
+NAS_PARAMS_FILE = 'nas_params_str.json'
+ARCHITECTURE_FILE = 'architecture.json'
+METRICS_FILE = 'metrics.json'
+ERROR_FILE = 'error.json'
+LOG_FILE = 'trial.log'
+
+# Trial dirs of each stage under the job dir.
+STAGE_DIRS = {'search': 'trials'}
+
+
+def trial_dir(job_dir: str, stage: str, trial_id: int) -> str:
+  return os.path.join(job_dir, STAGE_DIRS[stage], str(trial_id))
+
+
+def data_dir(job_dir: str) -> str:
+  """Built-in datasets are written here when the user gives no data."""
+  return os.path.join(job_dir, 'data')
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes a file atomically: readers see the old content or the new, whole."""
+  tmp = f'{path}.tmp.{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)

@@ -1,0 +1,98 @@
+"""Built-in datasets, written as TFRecords in Model Garden's tf.Example formats.
+
+The same reader path then serves built-in data and a user's own TFRecords.
+Files are written to a temporary name and renamed, and a dataset directory is
+reused only once its completion marker exists, so an interrupted write never
+leaves a half dataset that later runs would trust.
+"""
+
+import os
+from typing import Iterable, List, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+DIGITS_CLASSES = 10
+
+
+class DataPaths(NamedTuple):
+  train: str
+  eval: str
+  num_classes: int
+  num_train: int
+  num_eval: int
+
+
+def classification_example(encoded_image: bytes, label: int) -> tf.train.Example:
+  """One example in Model Garden's classification format."""
+  return tf.train.Example(features=tf.train.Features(feature={
+      'image/encoded': tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[encoded_image])),
+      'image/format': tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[b'jpeg'])),
+      'image/class/label': tf.train.Feature(
+          int64_list=tf.train.Int64List(value=[label])),
+  }))
+
+
+def write_tfrecords(examples: Iterable[tf.train.Example], path_prefix: str,
+                    num_shards: int = 1) -> List[str]:
+  """Writes examples round-robin into `<prefix>-0000i-of-0000n` shards."""
+  paths = [f'{path_prefix}-{i:05d}-of-{num_shards:05d}' for i in range(num_shards)]
+  writers = [tf.io.TFRecordWriter(p + '.tmp') for p in paths]
+  try:
+    for i, example in enumerate(examples):
+      writers[i % num_shards].write(example.SerializeToString())
+  finally:
+    for w in writers:
+      w.close()
+  for p in paths:
+    os.replace(p + '.tmp', p)
+  return paths
+
+
+def digits_images(image_size: int) -> tuple:
+  """scikit-learn's bundled 8x8 digits as uint8 RGB images of `image_size`."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  gray = (digits.images / 16.0 * 255.0).astype(np.float32)[..., None]
+  resized = tf.image.resize(gray, [image_size, image_size], method='bilinear')
+  rgb = tf.cast(tf.clip_by_value(tf.repeat(resized, 3, axis=-1), 0, 255), tf.uint8)
+  return rgb.numpy(), digits.target.astype(np.int64)
+
+
+def make_digits(out_dir: str, image_size: int = 32,
+                validation_fraction: float = 0.2, seed: int = 0) -> DataPaths:
+  """Writes (or reuses) the digits train/validation split as JPEG TFRecords."""
+  done = os.path.join(out_dir, 'COMPLETE')
+  train_glob = os.path.join(out_dir, 'train-*')
+  eval_glob = os.path.join(out_dir, 'validation-*')
+  if os.path.exists(done):
+    with open(done) as f:
+      num_train, num_eval = (int(n) for n in f.read().split())
+    return DataPaths(train_glob, eval_glob, DIGITS_CLASSES, num_train, num_eval)
+  images, labels = digits_images(image_size)
+  order = np.random.default_rng(seed).permutation(len(labels))
+  num_eval = int(round(len(labels) * validation_fraction))
+  eval_idx, train_idx = order[:num_eval], order[num_eval:]
+  os.makedirs(out_dir, exist_ok=True)
+
+  def examples(indices):
+    for i in indices:
+      encoded = tf.io.encode_jpeg(images[i], quality=95).numpy()
+      yield classification_example(encoded, int(labels[i]))
+
+  write_tfrecords(examples(train_idx), os.path.join(out_dir, 'train'), 2)
+  write_tfrecords(examples(eval_idx), os.path.join(out_dir, 'validation'), 1)
+  with open(done, 'w') as f:
+    f.write(f'{len(train_idx)} {len(eval_idx)}\n')
+  return DataPaths(train_glob, eval_glob, DIGITS_CLASSES, len(train_idx),
+                   len(eval_idx))
+
+
+def check_files(pattern: str, flag: str) -> List[str]:
+  """Files matching a data glob; a one-line error naming the flag if none."""
+  files = tf.io.gfile.glob(pattern)
+  if not files:
+    raise FileNotFoundError(f'no files match {flag}={pattern}')
+  return files

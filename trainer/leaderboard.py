@@ -1,0 +1,58 @@
+"""Text views of a job's trials: one progress line each, and the leaderboard."""
+
+from typing import Callable, List, Optional
+
+from trainer import store as store_lib
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+  return format(value, spec) if isinstance(value, (int, float)) else '-'
+
+
+def trial_line(trial: store_lib.Trial, summary: str = '') -> str:
+  """`trial 3 completed acc=0.912 flops=0.0021B reward=0.912 31.2s | arch`."""
+  m = trial.metrics or {}
+  acc = m.get(m.get('accuracy_key', ''), None)
+  seconds = (trial.finished_at - trial.created_at) if trial.finished_at else None
+  text = (f'trial {trial.id:>3} {trial.status:<9} acc={_fmt(acc, ".4f")} '
+          f'flops={_fmt(m.get("multi_add_flops_billion"), ".4f")}B '
+          f'reward={_fmt(trial.reward, ".4f")} {_fmt(seconds, ".1f")}s')
+  if trial.error:
+    text += f' error: {trial.error}'
+  return f'{text} | {summary}' if summary else text
+
+
+def best(trials: List[store_lib.Trial]) -> Optional[store_lib.Trial]:
+  done = [t for t in trials if t.reward is not None]
+  return max(done, key=lambda t: (t.reward, -t.id)) if done else None
+
+
+def table(trials: List[store_lib.Trial], summarize: Callable[[str], str],
+          top: int = 10) -> str:
+  """The best `top` trials by reward, then counts by status."""
+  ranked = sorted((t for t in trials if t.reward is not None),
+                  key=lambda t: (-t.reward, t.id))[:top]
+  lines = [f'{"rank":>4} {"trial":>5} {"reward":>8} {"accuracy":>8} '
+           f'{"MAdds(B)":>9} {"params":>9}  architecture']
+  for rank, t in enumerate(ranked, 1):
+    m = t.metrics or {}
+    lines.append(
+        f'{rank:>4} {t.id:>5} {t.reward:>8.4f} '
+        f'{_fmt(m.get(m.get("accuracy_key", "")), ">8.4f")} '
+        f'{_fmt(m.get("multi_add_flops_billion"), ">9.4f")} '
+        f'{_fmt(m.get("params"), ">9d")}  {summarize(t.nas_params_str)}')
+  counts = {}
+  for t in trials:
+    counts[t.status] = counts.get(t.status, 0) + 1
+  lines.append('trials: ' + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
+               if counts else 'trials: none yet')
+  return '\n'.join(lines)
+
+
+def best_report(trials: List[store_lib.Trial]) -> str:
+  top = best(trials)
+  if top is None:
+    return 'no completed trial yet'
+  return (f'best trial: {top.id} (reward {top.reward:.4f})\n'
+          f'best nas_params_str: {top.nas_params_str}')
+

@@ -1,0 +1,218 @@
+"""The job's SQLite store: every trial of every stage, and the job's identity.
+
+Each change is one transaction (WAL journal, synchronous=FULL), so a process
+killed at any instant leaves the store as it was before or after the change,
+never between. Trial ids are contiguous per stage, starting at 1.
+"""
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+
+SCHEMA_VERSION = 1
+STORE_FILE = 'nas_garden.db'
+
+RUNNING = 'running'
+COMPLETED = 'completed'
+FAILED = 'failed'
+FINISHED_STATES = (COMPLETED, FAILED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+  stage TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  nas_params_str TEXT NOT NULL,
+  status TEXT NOT NULL,
+  metrics TEXT,
+  reward REAL,
+  error TEXT,
+  proposed_after INTEGER NOT NULL,
+  feedback_seq INTEGER,
+  attempts INTEGER NOT NULL DEFAULT 1,
+  created_at REAL NOT NULL,
+  finished_at REAL,
+  PRIMARY KEY (stage, id)
+);
+"""
+
+
+class StoreError(RuntimeError):
+  """The job dir's store cannot be used as asked."""
+
+
+class Trial(NamedTuple):
+  stage: str
+  id: int
+  nas_params_str: str
+  status: str
+  metrics: Optional[Dict[str, Any]]
+  reward: Optional[float]
+  error: Optional[str]
+  proposed_after: int
+  feedback_seq: Optional[int]
+  attempts: int
+  created_at: float
+  finished_at: Optional[float]
+
+
+def store_path(job_dir: str) -> str:
+  return os.path.join(job_dir, STORE_FILE)
+
+
+class Store:
+  """A job's trials. Open with `Store.open(job_dir, create=...)`."""
+
+  def __init__(self, connection: sqlite3.Connection):
+    self._db = connection
+
+  @classmethod
+  def open(cls, job_dir: str, create: bool = False,
+           read_only: bool = False) -> 'Store':
+    """Opens (or with `create`, makes) the store of a job dir."""
+    path = store_path(job_dir)
+    if not os.path.exists(path):
+      if not create:
+        raise StoreError(f'no nas-garden job in {job_dir} (missing {STORE_FILE})')
+      try:
+        os.makedirs(job_dir, exist_ok=True)
+      except OSError as e:
+        raise StoreError(f'cannot create job dir {job_dir}: {e.strerror}') from e
+    if not read_only and not os.access(job_dir, os.W_OK):
+      raise StoreError(f'job dir {job_dir} is not writable')
+    try:
+      if read_only:
+        db = sqlite3.connect(f'file:{path}?mode=ro', uri=True,
+                             isolation_level=None, timeout=30)
+        store = cls(db)
+      else:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        db.execute('PRAGMA journal_mode=WAL')
+        db.execute('PRAGMA synchronous=FULL')
+        store = cls(db)
+        with store._transaction():
+          for statement in _SCHEMA.split(';'):
+            if statement.strip():
+              db.execute(statement)
+          if store._meta_value('schema_version') is None:
+            db.execute('INSERT INTO meta VALUES (?, ?)',
+                       ('schema_version', str(SCHEMA_VERSION)))
+      version = int(store._meta_value('schema_version'))
+    except sqlite3.DatabaseError as e:
+      raise StoreError(f'{path} is not a usable nas-garden store: {e}') from e
+    if version > SCHEMA_VERSION:
+      db.close()
+      raise StoreError(
+          f'{path} was written by a newer nas-garden (store schema '
+          f'{version} > {SCHEMA_VERSION}); upgrade nas-garden to use it')
+    return store
+
+  def close(self) -> None:
+    self._db.close()
+
+  @contextlib.contextmanager
+  def _transaction(self) -> Iterator[None]:
+    self._db.execute('BEGIN IMMEDIATE')
+    try:
+      yield
+    except BaseException:
+      self._db.execute('ROLLBACK')
+      raise
+    self._db.execute('COMMIT')
+
+  def _meta_value(self, key: str) -> Optional[str]:
+    row = self._db.execute('SELECT value FROM meta WHERE key=?', (key,)).fetchone()
+    return row[0] if row else None
+
+  def job_identity(self, stage: str) -> Optional[Dict[str, Any]]:
+    value = self._meta_value(f'identity:{stage}')
+    return json.loads(value) if value else None
+
+  def claim_identity(self, stage: str, identity: Dict[str, Any]) -> None:
+    """Records what a stage searches; refuses a different one on resume.
+
+    `identity` holds what must not change between runs of a stage (space,
+    algorithm, seed, resolved config); a mismatch names the first difference.
+    """
+    with self._transaction():
+      stored = self.job_identity(stage)
+      if stored is None:
+        self._db.execute('INSERT INTO meta VALUES (?, ?)',
+                         (f'identity:{stage}', json.dumps(identity, sort_keys=True)))
+        return
+      for key in sorted(set(stored) | set(identity)):
+        if stored.get(key) != identity.get(key):
+          raise StoreError(
+              f'this job dir\'s {stage} stage was started with a different '
+              f'{key} ({_short(stored.get(key))} vs {_short(identity.get(key))}); '
+              'resume with the same flags or use a new --job_dir')
+
+  def trials(self, stage: str) -> List[Trial]:
+    rows = self._db.execute(
+        'SELECT * FROM trials WHERE stage=? ORDER BY id', (stage,)).fetchall()
+    return [_trial(r) for r in rows]
+
+  def num_feedbacks(self, stage: str) -> int:
+    return self._db.execute(
+        'SELECT COUNT(feedback_seq) FROM trials WHERE stage=?', (stage,)).fetchone()[0]
+
+  def add_trial(self, stage: str, nas_params_str: str) -> Trial:
+    """Appends a running trial with the next id."""
+    with self._transaction():
+      next_id = self._db.execute(
+          'SELECT COALESCE(MAX(id), 0) + 1 FROM trials WHERE stage=?',
+          (stage,)).fetchone()[0]
+      self._db.execute(
+          'INSERT INTO trials (stage, id, nas_params_str, status, proposed_after,'
+          ' created_at) VALUES (?, ?, ?, ?, ?, ?)',
+          (stage, next_id, nas_params_str, RUNNING, self.num_feedbacks(stage),
+           time.time()))
+    return self.trial(stage, next_id)
+
+  def trial(self, stage: str, trial_id: int) -> Trial:
+    row = self._db.execute('SELECT * FROM trials WHERE stage=? AND id=?',
+                           (stage, trial_id)).fetchone()
+    if row is None:
+      raise StoreError(f'no {stage} trial {trial_id} in this job')
+    return _trial(row)
+
+  def restart_trial(self, stage: str, trial_id: int) -> None:
+    """Counts another attempt of a trial that was in flight when a run died."""
+    with self._transaction():
+      self._db.execute('UPDATE trials SET attempts = attempts + 1 '
+                       'WHERE stage=? AND id=? AND status=?',
+                       (stage, trial_id, RUNNING))
+
+  def complete_trial(self, stage: str, trial_id: int, metrics: Dict[str, Any],
+                     reward: float) -> None:
+    self._finish(stage, trial_id, COMPLETED, metrics, reward, None)
+
+  def fail_trial(self, stage: str, trial_id: int, error: str,
+                 metrics: Optional[Dict[str, Any]] = None) -> None:
+    self._finish(stage, trial_id, FAILED, metrics, None, error)
+
+  def _finish(self, stage, trial_id, status, metrics, reward, error) -> None:
+    with self._transaction():
+      feedback_seq = self.num_feedbacks(stage) if reward is not None else None
+      updated = self._db.execute(
+          'UPDATE trials SET status=?, metrics=?, reward=?, error=?, '
+          'feedback_seq=?, finished_at=? WHERE stage=? AND id=? AND status=?',
+          (status, json.dumps(metrics) if metrics is not None else None, reward,
+           error, feedback_seq, time.time(), stage, trial_id, RUNNING)).rowcount
+      if updated != 1:
+        raise StoreError(f'{stage} trial {trial_id} is not running')
+
+
+def _trial(row) -> Trial:
+  values = list(row)
+  values[4] = json.loads(values[4]) if values[4] else None
+  return Trial(*values)
+
+
+def _short(value: Any) -> str:
+  text = json.dumps(value) if not isinstance(value, str) else value
+  text = ' '.join(text.split())
+  return text if len(text) <= 60 else text[:57] + '...'

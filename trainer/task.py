@@ -1,0 +1,228 @@
+"""nas-garden command line: `python -m trainer.task --mode=...` (absl flags).
+
+Modes:
+  search  run (or resume) an architecture search in --job_dir
+  trial   run one trial from --nas_params_str, as a cloud training job would
+  list    print the leaderboard of --job_dir
+"""
+
+import json
+import os
+import random
+import sys
+import time
+
+from absl import app
+from absl import flags
+import pyglove as pg
+
+import search_spaces
+from trainer import algorithms
+from trainer import artifacts
+from trainer import executors
+from trainer import leaderboard
+from trainer import reward as reward_lib
+from trainer import search
+from trainer import store as store_lib
+
+PROCESS_START = time.time()
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TensorFlow loads.
+
+MODES = ('search', 'trial', 'list')
+
+flags.DEFINE_enum('mode', 'search', MODES, 'What to run.')
+flags.DEFINE_string('job_dir', None, 'Directory of the job: store, trials, data.')
+flags.DEFINE_string('search_space', 'mnasnet',
+                    'A prebuilt space name or package.module:function.')
+flags.DEFINE_string('experiment', '',
+                    'Registered Model Garden experiment; default: the one the '
+                    'space\'s architectures train in.')
+flags.DEFINE_string('config_file', '',
+                    'Experiment YAML: a path or a shipped config name; default: '
+                    'the space\'s tiny CPU search config.')
+flags.DEFINE_string('params_override', '',
+                    'Overrides applied after --config_file: k=v pairs '
+                    '(a.b=1,c=2) or a YAML/JSON mapping.')
+flags.DEFINE_string('train_data', '', 'Glob of training TFRecords (Model '
+                    'Garden tf.Example format); default: built-in data.')
+flags.DEFINE_string('eval_data', '', 'Glob of validation TFRecords.')
+flags.DEFINE_integer('max_trials', 10, 'Trials in the search, in total.')
+flags.DEFINE_integer('max_failed_trials', 3,
+                     'Stop the search once this many trials failed (0: never).')
+flags.DEFINE_string('algorithm', 'random',
+                    'random | grid | regularized_evolution')
+flags.DEFINE_integer('population_size', 20, 'regularized_evolution population.')
+flags.DEFINE_integer('tournament_size', 5, 'regularized_evolution tournament.')
+flags.DEFINE_integer('seed', 0, 'Seeds the algorithm and every trial.')
+flags.DEFINE_float('target_flops_multi_adds_billion', 0.0,
+                   'FLOPs target (billions of multiply-adds) of the MnasNet '
+                   'reward; 0: reward = accuracy.')
+flags.DEFINE_float('reward_exponent', 1.0,
+                   'w of the MnasNet reward acc * (T/m)^w.')
+flags.DEFINE_enum('reward_mode', 'hard', ['hard', 'soft'],
+                  'hard: the cost factor is capped at 1; soft: it is not.')
+flags.DEFINE_string('nas_params_str', '',
+                    '--mode=trial: the architecture, as Vertex AI NAS JSON or '
+                    'a path to a .json file holding it.')
+flags.DEFINE_integer('trial_id', 0, '--mode=trial: id of the trial dir; '
+                     'default $CLOUD_ML_TRIAL_ID or 1.')
+flags.DEFINE_float('trial_timeout', 0.0,
+                   'Seconds before a trial is stopped and failed (0: none).')
+
+FLAGS = flags.FLAGS
+
+
+class UsageError(ValueError):
+  """A flag is missing or inconsistent."""
+
+
+def _require_job_dir() -> str:
+  if not FLAGS.job_dir:
+    raise UsageError('--job_dir is required')
+  return os.path.abspath(FLAGS.job_dir)
+
+
+def _trial_inputs(job_dir: str):
+  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  return trial.TrialInputs(
+      search_space=FLAGS.search_space, experiment=FLAGS.experiment,
+      config_file=FLAGS.config_file, params_override=FLAGS.params_override,
+      train_data=FLAGS.train_data, eval_data=FLAGS.eval_data,
+      data_dir=artifacts.data_dir(job_dir))
+
+
+def _read_nas_params(value: str) -> str:
+  if not value:
+    raise UsageError('--nas_params_str is required with --mode=trial')
+  if value.lstrip().startswith('{'):
+    return value
+  if not os.path.isfile(value):
+    raise UsageError(f'--nas_params_str is neither JSON nor a file: {value}')
+  with open(value) as f:
+    return f.read()
+
+
+def run_trial_mode() -> None:
+  """One trial; on any failure writes error.json for the controller."""
+  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  job_dir = _require_job_dir()
+  trial_id = FLAGS.trial_id or int(os.environ.get('CLOUD_ML_TRIAL_ID', '1'))
+  trial_dir = artifacts.trial_dir(job_dir, 'search', trial_id)
+  try:
+    prepared = trial.prepare(_trial_inputs(job_dir),
+                             _read_nas_params(FLAGS.nas_params_str), FLAGS.seed)
+    metrics = trial.run(prepared, trial_dir, started_at=PROCESS_START)
+  except Exception as e:
+    os.makedirs(trial_dir, exist_ok=True)
+    artifacts.write_text(os.path.join(trial_dir, artifacts.ERROR_FILE),
+                         json.dumps({'error': one_line(e)}))
+    raise
+  shown = {k: v for k, v in metrics.items() if k != 'evaluations'}
+  print(json.dumps(shown, sort_keys=True))
+
+
+def _search_identity(prepared) -> dict:
+  """What a resumed search must share with the run that started it."""
+  with open(prepared.config_file) as f:
+    config_text = f.read()
+  identity = {
+      'search_space': FLAGS.search_space, 'algorithm': FLAGS.algorithm,
+      'seed': FLAGS.seed, 'experiment': prepared.experiment,
+      'config': config_text, 'params_override': FLAGS.params_override,
+      'train_data': FLAGS.train_data, 'eval_data': FLAGS.eval_data,
+      'target_flops_multi_adds_billion': FLAGS.target_flops_multi_adds_billion,
+      'reward_exponent': FLAGS.reward_exponent, 'reward_mode': FLAGS.reward_mode,
+  }
+  if FLAGS.algorithm == 'regularized_evolution':
+    identity.update(population_size=FLAGS.population_size,
+                    tournament_size=FLAGS.tournament_size)
+  return identity
+
+
+def run_search_mode() -> None:
+  """Validates everything, then runs or resumes the search."""
+  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  job_dir = _require_job_dir()
+  if FLAGS.max_trials < 1:
+    raise UsageError('--max_trials must be at least 1')
+  space = search_spaces.get_search_space(FLAGS.search_space)
+  algorithm = algorithms.make_algorithm(
+      FLAGS.algorithm, FLAGS.seed, FLAGS.population_size, FLAGS.tournament_size)
+  reward = reward_lib.Reward(
+      targets={'multi_add_flops_billion': FLAGS.target_flops_multi_adds_billion},
+      exponent=FLAGS.reward_exponent, hard=FLAGS.reward_mode == 'hard')
+  # Builds a config with a sample architecture: every flag, file and the data
+  # are checked before the store is touched.
+  inputs = _trial_inputs(job_dir)
+  sample = pg.random_dna(pg.dna_spec(space), random.Random(FLAGS.seed))
+  prepared = trial.prepare(inputs, search_spaces.nas_params_from_dna(sample))
+  identity = _search_identity(prepared)
+  store = store_lib.Store.open(job_dir, create=True)
+  with search.ControllerLock(job_dir):
+    store.claim_identity('search', identity)
+    executor = executors.LocalExecutor(FLAGS.trial_timeout)
+
+    def run_trial(t):
+      return executor.run(
+          executors.trial_argv({
+              'search_space': FLAGS.search_space,
+              'experiment': prepared.experiment,
+              'config_file': prepared.config_file,
+              'params_override': FLAGS.params_override,
+              'train_data': FLAGS.train_data, 'eval_data': FLAGS.eval_data,
+              'job_dir': job_dir, 'trial_id': t.id,
+              'seed': FLAGS.seed * 100003 + t.id,
+              'nas_params_str': t.nas_params_str,
+          }),
+          artifacts.trial_dir(job_dir, 'search', t.id))
+
+    controller = search.Search(
+        store, 'search', space, algorithm, run_trial, reward,
+        FLAGS.max_trials, FLAGS.max_failed_trials,
+        progress=lambda line: print(line, flush=True))
+    print(f'search {FLAGS.search_space} with {FLAGS.algorithm} in {job_dir}: '
+          f'{FLAGS.max_trials} trials', flush=True)
+    trials = controller.run()
+    print(leaderboard.table(trials, controller.summary))
+    print(leaderboard.best_report(trials))
+
+
+def run_list_mode() -> None:
+  store = store_lib.Store.open(_require_job_dir(), read_only=True)
+  identity = store.job_identity('search') or {}
+  space = search_spaces.get_search_space(
+      identity.get('search_space', FLAGS.search_space))
+
+  def summarize(nas_params_str):
+    return search_spaces.architecture_summary(search_spaces.materialize(
+        space, search_spaces.dna_from_nas_params(space, nas_params_str)))
+
+  trials = store.trials('search')
+  print(leaderboard.table(trials, summarize, top=len(trials) or 1))
+  print(leaderboard.best_report(trials))
+
+
+def one_line(error: BaseException) -> str:
+  return ' '.join(str(error).split()) or type(error).__name__
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  user_errors = (ValueError, FileNotFoundError, store_lib.StoreError,
+                 search.SearchFailed)
+  try:
+    {'search': run_search_mode, 'trial': run_trial_mode,
+     'list': run_list_mode}[FLAGS.mode]()
+  except user_errors as e:
+    print(f'nas-garden: error: {one_line(e)}', file=sys.stderr)
+    sys.exit(1)
+
+
+def run() -> None:
+  """Console-script entry point (`nas-garden`)."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

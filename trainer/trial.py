@@ -1,0 +1,180 @@
+"""One trial: a nas_params_str in, a trained Model Garden model and metrics out.
+
+The only place that trains. The controller runs it in a fresh process per
+trial (`--mode=trial`), exactly as a cloud training job would.
+"""
+
+import json
+import os
+import time
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import numpy as np
+import pyglove as pg
+import tf_keras
+
+from official.common import distribute_utils
+from official.core import config_definitions as cfg
+from official.core import task_factory
+from official.core import train_lib
+from official.core import train_utils
+import configs
+import search_spaces
+from trainer import architectures
+from trainer import artifacts
+from trainer import data
+from trainer import experiments
+
+# Metric reported as the trial's accuracy, by experiment family.
+ACCURACY_KEYS = {'nas_image_classification': ('accuracy', 'top_1_accuracy')}
+
+
+class TrialInputs(NamedTuple):
+  """Everything that defines a trial, besides its architecture."""
+  search_space: str
+  experiment: str = ''
+  config_file: str = ''
+  params_override: str = ''
+  train_data: str = ''
+  eval_data: str = ''
+  data_dir: str = ''  # Where built-in data is written when no data is given.
+
+
+class PreparedTrial(NamedTuple):
+  spec: Any
+  nas_params_str: str
+  experiment: str
+  config_file: str  # Resolved path of the YAML the config came from.
+  params: cfg.ExperimentConfig
+  seed: int
+
+
+def prepare(inputs: TrialInputs, nas_params_str: str,
+            seed: int = 0) -> PreparedTrial:
+  """Validates every input and builds the trial's config, without training.
+
+  Raises a ValueError subclass or FileNotFoundError with a one-line message.
+  """
+  space = search_spaces.get_search_space(inputs.search_space)
+  dna = search_spaces.dna_from_nas_params(space, nas_params_str)
+  spec = search_spaces.materialize(space, dna)
+  binding = architectures.binding_for(spec)
+  experiment = inputs.experiment or binding.default_experiment
+  config_file = configs.resolve(inputs.config_file or binding.default_config)
+  params = experiments.load_experiment_config(
+      experiment, config_file, inputs.params_override)
+  params.override({'task': _data_override(inputs, params)}, is_strict=True)
+  params.override({'task': {'train_data': {'seed': seed}}}, is_strict=True)
+  if params.task.model.num_classes <= 0:
+    raise experiments.ConfigError(
+        'task.model.num_classes must be set for your own data '
+        '(config file or --params_override)')
+  binding.apply(params, spec)
+  params.lock()
+  return PreparedTrial(spec, nas_params_str, experiment, config_file, params,
+                       seed)
+
+
+def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig) -> dict:
+  """Points the config at the user's TFRecords, or at built-in digits."""
+  if bool(inputs.train_data) != bool(inputs.eval_data):
+    raise ValueError('give both --train_data and --eval_data, or neither '
+                     '(built-in digits)')
+  if inputs.train_data:
+    data.check_files(inputs.train_data, '--train_data')
+    data.check_files(inputs.eval_data, '--eval_data')
+    return {'train_data': {'input_path': inputs.train_data},
+            'validation_data': {'input_path': inputs.eval_data}}
+  if params.task.train_data.input_path:
+    data.check_files(params.task.train_data.input_path,
+                     'task.train_data.input_path')
+    data.check_files(params.task.validation_data.input_path,
+                     'task.validation_data.input_path')
+    return {}
+  size = params.task.model.input_size[0] if params.task.model.input_size else 32
+  paths = data.make_digits(os.path.join(inputs.data_dir, f'digits_{size}'), size)
+  return {'train_data': {'input_path': paths.train},
+          'validation_data': {'input_path': paths.eval},
+          'model': {'num_classes': paths.num_classes}}
+
+
+class EvalRecorder:
+  """Orbit eval action keeping each evaluation's scalar metrics."""
+
+  def __init__(self):
+    self.records: List[Dict[str, float]] = []
+
+  def __call__(self, output: Dict[str, Any]) -> None:
+    self.records.append({k: float(v) for k, v in output.items()
+                         if np.ndim(v) == 0})
+
+
+class LoopTimer:
+  """Orbit train action stamping the end of each train loop."""
+
+  def __init__(self):
+    self.times: List[float] = []
+
+  def __call__(self, unused_output: Dict[str, Any]) -> None:
+    self.times.append(time.perf_counter())
+
+  def steady_steps_per_s(self, steps_per_loop: int) -> Optional[float]:
+    """Train speed after the first loop, which includes the graph trace."""
+    if len(self.times) < 2:
+      return None
+    return steps_per_loop * (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+
+def run(prepared: PreparedTrial, trial_dir: str,
+        started_at: Optional[float] = None) -> Dict[str, Any]:
+  """Trains and evaluates the prepared trial; writes and returns its metrics."""
+  started_at = started_at or time.time()
+  os.makedirs(trial_dir, exist_ok=True)
+  artifacts.write_text(os.path.join(trial_dir, artifacts.NAS_PARAMS_FILE),
+                      prepared.nas_params_str)
+  artifacts.write_text(os.path.join(trial_dir, artifacts.ARCHITECTURE_FILE),
+                      pg.to_json_str(prepared.spec, json_indent=1))
+  train_utils.serialize_config(prepared.params, trial_dir)
+  params = prepared.params
+  tf_keras.utils.set_random_seed(prepared.seed)
+
+  runtime = params.runtime
+  strategy = distribute_utils.get_distribution_strategy(
+      distribution_strategy=runtime.distribution_strategy,
+      all_reduce_alg=runtime.all_reduce_alg,
+      num_gpus=runtime.num_gpus,
+      tpu_address=runtime.tpu)
+  with strategy.scope():
+    task = task_factory.get_task(params.task, logging_dir=trial_dir)
+  train_loops, evals = LoopTimer(), EvalRecorder()
+  setup_done = time.time()
+  model, _ = train_lib.run_experiment(
+      distribution_strategy=strategy, task=task, mode='train_and_eval',
+      params=params, model_dir=trial_dir,
+      train_actions=[train_loops], eval_actions=[evals])
+  trained = time.time()
+  if not evals.records:
+    raise RuntimeError('the trial ran no evaluation; check trainer.train_steps '
+                       'and trainer.validation_interval')
+  flops = train_utils.try_count_flops(model)
+  metrics = _final_metrics(prepared.experiment, evals.records[-1])
+  metrics.update({
+      'multi_add_flops_billion': flops / 2 / 1e9 if flops else None,
+      'params': int(model.count_params()),
+      'train_steps': int(params.trainer.train_steps),
+      'steady_steps_per_s': train_loops.steady_steps_per_s(
+          params.trainer.steps_per_loop),
+      'setup_s': setup_done - started_at,
+      'train_and_eval_s': trained - setup_done,
+      'total_s': time.time() - started_at,
+      'evaluations': evals.records,
+  })
+  artifacts.write_text(os.path.join(trial_dir, artifacts.METRICS_FILE),
+                      json.dumps(metrics, indent=1))
+  return metrics
+
+
+def _final_metrics(experiment: str, eval_record: Dict[str, float]) -> dict:
+  source, name = ACCURACY_KEYS[experiment]
+  return {name: eval_record[source], 'accuracy_key': name}
+
