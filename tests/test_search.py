@@ -64,15 +64,18 @@ def _wait_for(predicate, timeout=300):
 def test_resume_after_controller_sigkill_mid_trial(tmp_path):
   job_dir = str(tmp_path / 'job')
   flags = search_flags(job_dir, 3, '--algorithm=regularized_evolution',
-                       '--population_size=2', '--tournament_size=1')
+                       '--population_size=2', '--tournament_size=2')
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
+  output = open(tmp_path / 'controller.log', 'w')
   controller = subprocess.Popen([sys.executable, '-m', 'trainer.task', *flags],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                cwd=REPO, env=env, stdout=output,
+                                stderr=subprocess.STDOUT)
   db = os.path.join(job_dir, 'nas_garden.db')
   log_2 = os.path.join(job_dir, 'trials', '2', 'trial.log')
 
   def trial_2_training():
+    if controller.poll() is not None:
+      raise AssertionError((tmp_path / 'controller.log').read_text()[-2000:])
     return os.path.exists(log_2) and 'train | step' in open(log_2).read()
 
   try:
@@ -165,6 +168,12 @@ def test_failed_trials_are_recorded_and_stop_the_search(tmp_path):
   trials = store_lib.Store.open(str(tmp_path), read_only=True).trials('search')
   assert [(t.id, t.status, t.error) for t in trials] == [
       (1, 'completed', None), (2, 'failed', 'boom'), (3, 'failed', 'boom')]
+
+
+def test_evolution_settings_are_checked():
+  with pytest.raises(ValueError, match='2 <= --tournament_size'):
+    algorithms.make_algorithm('regularized_evolution', 0, population_size=4,
+                              tournament_size=1)
 
 
 def test_second_controller_is_refused(tmp_path):

@@ -51,3 +51,22 @@ def test_same_architecture_and_seed_reproduce_accuracy(tmp_path):
     metrics = json.loads((tmp_path / run / 'trials' / '1' / 'metrics.json').read_text())
     accuracies.append(metrics['top_1_accuracy'])
   assert accuracies[0] == pytest.approx(accuracies[1], abs=1e-6)
+
+
+def test_patched_user_space_trains_as_mnasnet(tmp_path):
+  import random
+  import pyglove as pg
+  import search_spaces
+  name = 'tests.user_space_example:narrow_mnasnet'
+  space = search_spaces.get_search_space(name)
+  dna = pg.random_dna(pg.dna_spec(space), random.Random(0))
+  cli('--mode=trial', f'--job_dir={tmp_path}', f'--search_space={name}',
+      f'--nas_params_str={search_spaces.nas_params_from_dna(dna)}',
+      f'--params_override={TINY_OVERRIDE}', check=True)
+  spec = pg.from_json_str((tmp_path / 'trials' / '1' / 'architecture.json').read_text())
+  assert isinstance(spec, search_spaces.MnasNetSpec)
+  assert {b.kernel_size for b in spec.blocks} == {3}
+  assert {b.se_ratio for b in spec.blocks} == {0.0}
+  metrics = json.loads((tmp_path / 'trials' / '1' / 'metrics.json').read_text())
+  assert 0.0 <= metrics['top_1_accuracy'] <= 1.0
+  assert metrics['multi_add_flops_billion'] > 0

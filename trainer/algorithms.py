@@ -23,8 +23,9 @@ def make_algorithm(name: str, seed: int, population_size: int = 20,
   if name == 'grid':
     return pg.geno.Sweeping()
   if name == 'regularized_evolution':
-    if not 0 < tournament_size <= population_size:
-      raise ValueError('need 0 < --tournament_size <= --population_size')
+    if not 2 <= tournament_size <= population_size:
+      raise ValueError('regularized_evolution needs 2 <= --tournament_size '
+                       '<= --population_size')
     return pg.evolution.regularized_evolution(
         mutator=pg.evolution.mutators.Uniform(seed=seed),
         population_size=population_size, tournament_size=tournament_size,

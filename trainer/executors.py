@@ -51,6 +51,7 @@ class LocalExecutor:
     env['PYTHONPATH'] = os.pathsep.join(
         p for p in (_REPO_ROOT, env.get('PYTHONPATH')) if p)
     env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+    env['PYTHONUNBUFFERED'] = '1'  # trial.log streams as the trial runs.
     with open(os.path.join(trial_dir, artifacts.LOG_FILE), 'w') as log:
       process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, env=env,

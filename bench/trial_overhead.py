@@ -1,0 +1,122 @@
+"""What a nas-garden trial costs beyond Model Garden's own training loop.
+
+Trains the same tiny MnasNet on the same built-in digits for the same steps
+(a) as a nas-garden trial, in its own process exactly as the controller runs
+it, and (b) directly with Model Garden's `train_lib.run_experiment` in this
+process. Prints both steady train speeds, their ratio (target >= 0.95), and
+the trial's fixed cost (process start, imports, config, model build, graph
+trace, evaluation) as a share of the whole tiny proxy trial.
+Last line: JSON with the figures.
+
+Usage: python bench/trial_overhead.py [--steps=200]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from official.common import distribute_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
+from official.core import task_factory  # pylint: disable=wrong-import-position
+from official.core import train_lib  # pylint: disable=wrong-import-position
+import tf_keras  # pylint: disable=wrong-import-position
+
+from trainer import artifacts  # pylint: disable=wrong-import-position
+from trainer import executors  # pylint: disable=wrong-import-position
+from trainer import trial  # pylint: disable=wrong-import-position
+
+SEED = 7
+
+
+def architecture() -> str:
+  with open(os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params',
+                         'mnasnet.json')) as f:
+    return json.load(f)['nas_params_str_samples'][0]
+
+
+def run_as_trial(job_dir: str, override: str) -> dict:
+  """(a) The controller's path: a fresh `--mode=trial` process."""
+  argv = executors.trial_argv({
+      'search_space': 'mnasnet', 'job_dir': job_dir, 'trial_id': 1,
+      'seed': SEED, 'params_override': override,
+      'nas_params_str': architecture()})
+  started = time.perf_counter()
+  outcome = executors.LocalExecutor().run(
+      argv, artifacts.trial_dir(job_dir, 'search', 1))
+  wall = time.perf_counter() - started
+  if outcome.error:
+    raise SystemExit(f'trial failed: {outcome.error}')
+  return dict(outcome.metrics, wall_s=wall)
+
+
+def run_model_garden_directly(job_dir: str, override: str) -> dict:
+  """(b) The same config through Model Garden alone, in this process."""
+  prepared = trial.prepare(
+      trial.TrialInputs('mnasnet', params_override=override,
+                        data_dir=artifacts.data_dir(job_dir)),
+      architecture(), SEED)
+  params = prepared.params
+  tf_keras.utils.set_random_seed(SEED)
+  strategy = distribute_utils.get_distribution_strategy(
+      distribution_strategy=params.runtime.distribution_strategy,
+      num_gpus=params.runtime.num_gpus)
+  model_dir = os.path.join(job_dir, 'direct')
+  with strategy.scope():
+    task = task_factory.get_task(params.task, logging_dir=model_dir)
+  timer, evals = trial.LoopTimer(), trial.EvalRecorder()
+  started = time.perf_counter()
+  train_lib.run_experiment(
+      distribution_strategy=strategy, task=task, mode='train_and_eval',
+      params=params, model_dir=model_dir, train_actions=[timer],
+      eval_actions=[evals])
+  return {'steady_steps_per_s': timer.steady_steps_per_s(
+              params.trainer.steps_per_loop),
+          'wall_s': time.perf_counter() - started,
+          'top_1_accuracy': evals.records[-1]['accuracy']}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=200,
+                      help='train steps (multiple of 50); the shipped tiny '
+                           'CPU proxy uses 200')
+  args = parser.parse_args()
+  override = (f'trainer.train_steps={args.steps},'
+              f'trainer.validation_interval={args.steps},'
+              f'trainer.checkpoint_interval={args.steps}')
+  job_dir = tempfile.mkdtemp(prefix='nas_garden_bench_')
+  print(f'tiny proxy: mnasnet at 32 px, batch 64, {args.steps} steps, digits',
+        flush=True)
+  ours = run_as_trial(job_dir, override)
+  direct = run_model_garden_directly(job_dir, override)
+
+  ratio = ours['steady_steps_per_s'] / direct['steady_steps_per_s']
+  steady_train_s = args.steps / ours['steady_steps_per_s']
+  fixed_s = ours['wall_s'] - steady_train_s
+  share = fixed_s / ours['wall_s']
+  print(f'{"":28}{"nas-garden trial":>18}{"Model Garden direct":>22}')
+  print(f'{"steady steps/s":28}{ours["steady_steps_per_s"]:>18.2f}'
+        f'{direct["steady_steps_per_s"]:>22.2f}')
+  print(f'{"top-1 accuracy":28}{ours["top_1_accuracy"]:>18.4f}'
+        f'{direct["top_1_accuracy"]:>22.4f}')
+  print(f'{"wall time (s)":28}{ours["wall_s"]:>18.1f}{direct["wall_s"]:>22.1f}'
+        '   (direct: no process start, imports or config)')
+  print(f'speed ratio trial/direct: {ratio:.3f} (target >= 0.95)')
+  print(f'trial fixed cost: {fixed_s:.1f} s of {ours["wall_s"]:.1f} s '
+        f'= {share:.1%} (process start + imports + config: '
+        f'{ours["setup_s"]:.1f} s; trace, eval, FLOPs count and checkpoints: '
+        f'the rest)')
+  print(json.dumps({'trial_steps_per_s': round(ours['steady_steps_per_s'], 3),
+                    'model_garden_steps_per_s': round(direct['steady_steps_per_s'], 3),
+                    'ratio': round(ratio, 4),
+                    'fixed_cost_share': round(share, 4)}))
+
+
+if __name__ == '__main__':
+  main()

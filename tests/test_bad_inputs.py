@@ -1,0 +1,107 @@
+"""Bad input: a one-line error, a non-zero exit, and the store left as it was."""
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from tests.conftest import FIXTURES, TINY_OVERRIDE, cli, search_flags
+
+
+def _sample(space):
+  with open(os.path.join(FIXTURES, f'{space}.json')) as f:
+    return json.load(f)['nas_params_str_samples'][0]
+
+
+def _snapshot(job_dir):
+  with open(os.path.join(job_dir, 'nas_garden.db'), 'rb') as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  metrics = {}
+  for trial_id in ('1', '2', '3'):
+    with open(os.path.join(job_dir, 'trials', trial_id, 'metrics.json')) as f:
+      metrics[trial_id] = f.read()
+  return digest, metrics
+
+
+def _assert_one_line_error(result, expected):
+  assert result.returncode != 0
+  assert 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('nas-garden: error: '), result.stderr[-2000:]
+  assert expected in last, last
+
+
+def _bad_yaml(tmp_path):
+  path = tmp_path / 'bad.yaml'
+  path.write_text('task: [unclosed\n')
+  return f'--config_file={path}'
+
+
+def _unknown_key_yaml(tmp_path):
+  path = tmp_path / 'unknown.yaml'
+  path.write_text('task:\n  model:\n    no_such_field: 1\n')
+  return f'--config_file={path}'
+
+
+SEARCH_CASES = {
+    'unknown space': (lambda tmp: ['--search_space=no_such_space'],
+                      "unknown search space 'no_such_space'; valid: autoaugment_detection"),
+    'unknown algorithm': (lambda tmp: ['--algorithm=annealing'],
+                          "unknown algorithm 'annealing'; valid: random, grid"),
+    'bad YAML': (lambda tmp: [_bad_yaml(tmp)], 'is not valid YAML'),
+    'unknown config key': (lambda tmp: [_unknown_key_yaml(tmp)], 'no_such_field'),
+    'missing config file': (lambda tmp: ['--config_file=/no/such/config.yaml'],
+                            'config file not found: /no/such/config.yaml'),
+    'bad override': (lambda tmp: ['--params_override=task.model.no_such_field=3'],
+                     'cannot apply --params_override'),
+    'missing data': (lambda tmp: ['--train_data=/no/such/train-*',
+                                  '--eval_data=/no/such/eval-*'],
+                     'no files match --train_data=/no/such/train-*'),
+    'changed config on resume': (
+        lambda tmp: ['--target_flops_multi_adds_billion=0.5'],
+        'different target_flops_multi_adds_billion'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(SEARCH_CASES))
+def test_search_bad_input_leaves_store_unchanged(search_job, tmp_path, case):
+  job_dir, _ = search_job
+  extra, expected = SEARCH_CASES[case]
+  before = _snapshot(job_dir)
+  flags = [f for f in search_flags(job_dir, 3, '--target_flops_multi_adds_billion=0.0008')]
+  args = extra(tmp_path)
+  # A later flag wins in absl: the bad value replaces the good one.
+  result = cli(*flags, *args)
+  _assert_one_line_error(result, expected)
+  assert _snapshot(job_dir) == before
+
+
+def test_bad_input_creates_no_store_in_a_new_job_dir(tmp_path):
+  job_dir = tmp_path / 'new_job'
+  result = cli(*search_flags(str(job_dir), 2), _bad_yaml(tmp_path))
+  _assert_one_line_error(result, 'is not valid YAML')
+  assert not (job_dir / 'nas_garden.db').exists()
+
+
+TRIAL_CASES = {
+    'malformed JSON': ('{"blocks[0].num_repeats": ', 'nas_params_str is not valid JSON'),
+    'foreign space': (_sample('nasfpn'), 'not in this search space'),
+    'out of range': (_sample('mnasnet').replace('"0/2 (1)"', '"5/2 (1)"', 1),
+                     'out of range'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(TRIAL_CASES))
+def test_trial_bad_nas_params(tmp_path, case):
+  nas_params, expected = TRIAL_CASES[case]
+  result = cli('--mode=trial', f'--job_dir={tmp_path}', f'--nas_params_str={nas_params}',
+               f'--params_override={TINY_OVERRIDE}')
+  _assert_one_line_error(result, expected)
+  error = json.loads((tmp_path / 'trials' / '1' / 'error.json').read_text())
+  assert expected in error['error']
+
+
+def test_list_of_missing_job_dir(tmp_path):
+  result = cli('--mode=list', f'--job_dir={tmp_path / "none"}')
+  _assert_one_line_error(result, 'no nas-garden job in')
