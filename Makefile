@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= jobs/demo
 
-.PHONY: demo test clean
+.PHONY: demo test test-all clean
 
 $(STAMP): requirements.lock setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
+
+# Also the slow matrix: a real 2-trial search for every space and task.
+test-all: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests -m "slow or not slow"
 
 clean:
 	rm -rf $(VENV) jobs *.egg-info

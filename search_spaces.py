@@ -614,3 +614,77 @@ def architecture_summary(spec: Any) -> str:
         ' '.join(f'op{o}@m{m}p{p}' for o, m, p in zip(*sub_policy))
         for sub_policy in zip(ops, magnitudes, probabilities))
   return pg.format(spec, compact=True)[:120]
+
+
+# ---------------------------------------------------------------------------
+# Published reference architectures, as specs of the spaces above
+# ---------------------------------------------------------------------------
+
+# SpineNet-49 (Du et al. 2020, Model Garden's default SpineNet): its blocks
+# after the two init blocks as (level, block_fn, input_offsets).
+SPINENET49_INTERMEDIATE_BLOCKS = (
+    (2, 'bottleneck', (0, 1)), (4, 'residual', (0, 1)),
+    (3, 'bottleneck', (2, 3)), (4, 'bottleneck', (2, 4)),
+    (6, 'residual', (3, 5)), (4, 'bottleneck', (3, 5)),
+    (5, 'residual', (6, 7)), (7, 'residual', (6, 8)),
+    (5, 'bottleneck', (8, 9)), (5, 'bottleneck', (8, 10)))
+SPINENET49_OUTPUT_BLOCKS = (
+    (4, 'bottleneck', (5, 10)), (3, 'bottleneck', (4, 10)),
+    (5, 'bottleneck', (7, 12)), (7, 'bottleneck', (5, 14)),
+    (6, 'bottleneck', (12, 14)), (2, 'bottleneck', (2, 13)))
+
+
+def spinenet49_reference_spec() -> SpineNetSpec:
+  """SpineNet-49 as a SpineNetSpec, e.g. the base network to scale.
+
+  Not a member of the `spinenet` space (10 intermediate blocks, 6 outputs):
+  as published, its last output block is at level 2, below min_level, so no
+  endpoint reads it.
+  """
+
+  def blocks(table):
+    return [SpineNetBlockSpec(level_offset=0, block_fn=fn,
+                              input_offsets=list(offsets))
+            for _, fn, offsets in table]
+
+  intermediate_levels = [level for level, _, _ in SPINENET49_INTERMEDIATE_BLOCKS]
+  return SpineNetSpec(
+      intermediate_blocks=blocks(SPINENET49_INTERMEDIATE_BLOCKS),
+      intermediate_block_levels=intermediate_levels,
+      output_blocks=blocks(SPINENET49_OUTPUT_BLOCKS),
+      output_block_levels=[level for level, _, _ in SPINENET49_OUTPUT_BLOCKS],
+      init_blocks=[
+          SpineNetBlockSpec(level_offset=0, block_fn=SPINENET_INIT_BLOCK_FN,
+                            input_offsets=[])
+          for _ in range(SPINENET_NUM_INIT_BLOCKS)
+      ],
+      init_block_level=SPINENET_INIT_BLOCK_LEVEL,
+      level_allocation=sorted(intermediate_levels),
+      min_level=SPINENET_MIN_LEVEL,
+      max_level=SPINENET_MAX_LEVEL)
+
+
+# NAS-FPN (Ghiasi et al. 2019, Model Garden's default NAS-FPN cell) as
+# (level, combine_fn, input_offsets); a member of the `nasfpn` space.
+NASFPN_REFERENCE_INTERMEDIATE_BLOCKS = (
+    (4, 'attention', (1, 3)), (4, 'sum', (1, 5)))
+NASFPN_REFERENCE_OUTPUT_BLOCKS = (
+    (3, 'sum', (0, 6)), (4, 'sum', (6, 7)), (5, 'attention', (7, 8)),
+    (7, 'attention', (6, 9)), (6, 'attention', (9, 10)))
+
+
+def nasfpn_reference_spec() -> NasFpnSpec:
+  """The published NAS-FPN cell as a NasFpnSpec, e.g. a baseline trial."""
+  return NasFpnSpec(
+      intermediate_blocks=[
+          NasFpnBlockSpec(level=level, combine_fn=fn,
+                          input_offsets=list(offsets))
+          for level, fn, offsets in NASFPN_REFERENCE_INTERMEDIATE_BLOCKS
+      ],
+      output_blocks=[
+          NasFpnBlockSpec(level=None, combine_fn=fn,
+                          input_offsets=list(offsets))
+          for _, fn, offsets in NASFPN_REFERENCE_OUTPUT_BLOCKS
+      ],
+      output_block_levels=[
+          level for level, _, _ in NASFPN_REFERENCE_OUTPUT_BLOCKS])

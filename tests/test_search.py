@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -112,10 +113,15 @@ class FakeTrials:
     self.calls = []
 
   def __call__(self, trial):
+    """Launches a stand-in trial; its handle's poll() has the outcome."""
     self.calls.append(trial.id)
     if trial.id == self.crash_at:
       self.crash_at = None
       raise KeyboardInterrupt  # The controller dies mid-trial.
+    outcome = self._outcome(trial)
+    return types.SimpleNamespace(poll=lambda: outcome)
+
+  def _outcome(self, trial):
     if trial.id in self.fail_ids:
       return executors.TrialOutcome(None, 'boom')
     spec = search_spaces.materialize(
@@ -125,7 +131,7 @@ class FakeTrials:
         {'top_1_accuracy': score, 'accuracy_key': 'top_1_accuracy'}, None)
 
 
-def _search(job_dir, runner, algorithm, max_trials=9, max_failed=0):
+def _search(job_dir, runner, algorithm, max_trials=9, max_failed=0, parallel=1):
   space = search_spaces.get_search_space('mnasnet')
   store = store_lib.Store.open(job_dir, create=True)
   return search.Search(
@@ -133,20 +139,27 @@ def _search(job_dir, runner, algorithm, max_trials=9, max_failed=0):
       algorithms.make_algorithm(algorithm, seed=3, population_size=4,
                                 tournament_size=2),
       runner, reward_lib.Reward(), max_trials, max_failed,
-      progress=lambda line: None)
+      progress=lambda line: None, max_parallel_trials=parallel)
 
 
-@pytest.mark.parametrize('algorithm', algorithms.ALGORITHMS)
-def test_resumed_search_equals_uninterrupted_search(tmp_path, algorithm):
+@pytest.mark.parametrize('algorithm, parallel', [
+    (a, 1) for a in algorithms.ALGORITHMS] + [('regularized_evolution', 3)])
+def test_resumed_search_equals_uninterrupted_search(tmp_path, algorithm, parallel):
   space = search_spaces.get_search_space('mnasnet')
-  straight = _search(str(tmp_path / 'a'), FakeTrials(space), algorithm).run()
+  straight = _search(str(tmp_path / 'a'), FakeTrials(space), algorithm,
+                     parallel=parallel).run()
 
   crashing = FakeTrials(space, crash_at=5)
   with pytest.raises(KeyboardInterrupt):
-    _search(str(tmp_path / 'b'), crashing, algorithm).run()
+    _search(str(tmp_path / 'b'), crashing, algorithm, parallel=parallel).run()
   resumed_runner = FakeTrials(space)
-  resumed = _search(str(tmp_path / 'b'), resumed_runner, algorithm).run()
-  assert resumed_runner.calls == list(range(5, 10))  # 5 re-run, none repeated.
+  resumed = _search(str(tmp_path / 'b'), resumed_runner, algorithm,
+                    parallel=parallel).run()
+  # Trial 5 was in flight (with 3 at once, 3 and 4 too); each runs again
+  # under its id, and no finished trial is repeated.
+  assert resumed_runner.calls[0] == 5 or parallel > 1
+  assert sorted(set(resumed_runner.calls)) == resumed_runner.calls
+  assert resumed_runner.calls[-1] == 9
   assert [t.nas_params_str for t in resumed] == [t.nas_params_str for t in straight]
   assert [t.reward for t in resumed] == [t.reward for t in straight]
 
@@ -188,8 +201,9 @@ def test_second_controller_is_refused(tmp_path):
 def test_grid_stops_when_space_exhausted(tmp_path):
   space = search_spaces.get_search_space('randaugment_detection')
   store = store_lib.Store.open(str(tmp_path), create=True)
-  runner = lambda t: executors.TrialOutcome(
+  outcome = executors.TrialOutcome(
       {'top_1_accuracy': 0.5, 'accuracy_key': 'top_1_accuracy'}, None)
+  runner = lambda t: types.SimpleNamespace(poll=lambda: outcome)
   trials = search.Search(store, 'search', space, algorithms.make_algorithm('grid', 0),
                          runner, reward_lib.Reward(), 100, 0,
                          progress=lambda line: None).run()

@@ -11,11 +11,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from trainer import artifacts
 
 _PR_SET_PDEATHSIG = 1
+POLL_S = 0.2
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,13 +38,46 @@ def trial_argv(flags: Dict[str, Any]) -> List[str]:
       f'--{k}={v}' for k, v in flags.items()]
 
 
+class RunningTrial:
+  """A trial process in flight; `poll()` returns its outcome once it ended."""
+
+  def __init__(self, process: subprocess.Popen, trial_dir: str, log,
+               timeout_s: Optional[float]):
+    self._process, self._trial_dir, self._log = process, trial_dir, log
+    self._deadline = time.monotonic() + timeout_s if timeout_s else None
+    self._timeout_s = timeout_s
+
+  def poll(self) -> Optional[TrialOutcome]:
+    returncode = self._process.poll()
+    if returncode is None:
+      if self._deadline is None or time.monotonic() < self._deadline:
+        return None
+      self._process.kill()
+      self._process.wait()
+      self._log.close()
+      return TrialOutcome(None, f'timed out after {self._timeout_s:g} s')
+    self._log.close()
+    return read_outcome(self._trial_dir, returncode)
+
+  def wait(self) -> TrialOutcome:
+    while True:
+      outcome = self.poll()
+      if outcome is not None:
+        return outcome
+      time.sleep(POLL_S)
+
+
 class LocalExecutor:
-  """Runs each trial as a subprocess on this machine, one at a time."""
+  """Starts each trial as a subprocess on this machine.
+
+  Processes are started from the calling (main) thread and polled, never
+  waited on from threads: `preexec_fn` is unsafe once threads exist.
+  """
 
   def __init__(self, timeout_s: float = 0):
     self.timeout_s = timeout_s or None
 
-  def run(self, argv: List[str], trial_dir: str) -> TrialOutcome:
+  def start(self, argv: List[str], trial_dir: str) -> RunningTrial:
     os.makedirs(trial_dir, exist_ok=True)
     for stale in (artifacts.METRICS_FILE, artifacts.ERROR_FILE):
       if os.path.exists(os.path.join(trial_dir, stale)):
@@ -52,17 +87,15 @@ class LocalExecutor:
         p for p in (_REPO_ROOT, env.get('PYTHONPATH')) if p)
     env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
     env['PYTHONUNBUFFERED'] = '1'  # trial.log streams as the trial runs.
-    with open(os.path.join(trial_dir, artifacts.LOG_FILE), 'w') as log:
-      process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, env=env,
-                                 preexec_fn=_die_with_parent)
-      try:
-        returncode = process.wait(timeout=self.timeout_s)
-      except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        return TrialOutcome(None, f'timed out after {self.timeout_s:g} s')
-    return read_outcome(trial_dir, returncode)
+    log = open(os.path.join(trial_dir, artifacts.LOG_FILE), 'w')
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, env=env,
+                               preexec_fn=_die_with_parent)
+    return RunningTrial(process, trial_dir, log, self.timeout_s)
+
+  def run(self, argv: List[str], trial_dir: str) -> TrialOutcome:
+    """Runs one trial to its end."""
+    return self.start(argv, trial_dir).wait()
 
 
 def read_outcome(trial_dir: str, returncode: int) -> TrialOutcome:

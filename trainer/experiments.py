@@ -1,8 +1,9 @@
 """Registered Model Garden experiments whose models take searched architectures.
 
 Each experiment extends a stock Model Garden task config only by the tunable
-component configs (a `OneOfConfig` subclass), so the stock task code, Orbit
-trainer and evaluators run unchanged.
+component configs (`OneOfConfig` subclasses), so the stock task code, Orbit
+trainer and evaluators (COCO AP, mIoU) run unchanged:
+  nas_image_classification, nas_retinanet, nas_semantic_segmentation.
 """
 
 import dataclasses
@@ -15,8 +16,17 @@ from official.core import exp_factory
 from official.core import task_factory
 from official.modeling import hyperparams
 from official.vision.configs import backbones
+from official.vision.configs import decoders
 from official.vision.configs import image_classification
+from official.vision.configs import retinanet
+from official.vision.configs import semantic_segmentation
 from official.vision.tasks import image_classification as image_classification_task
+from official.vision.tasks import retinanet as retinanet_task
+from official.vision.tasks import semantic_segmentation as segmentation_task
+from trainer.architectures import efficientnet_v2
+from trainer.architectures import mnasnet
+from trainer.architectures import nasfpn
+from trainer.architectures import spinenet
 
 
 class ConfigError(ValueError):
@@ -24,18 +34,23 @@ class ConfigError(ValueError):
 
 
 @dataclasses.dataclass
-class TunableMnasNet(hyperparams.Config):
-  """A searched MnasNet; `filter_size_scale` narrows it for cheap proxies."""
-  block_specs_json: str = ''
-  endpoints_num_filters: int = 1280
-  filter_size_scale: float = 1.0
+class Backbone(backbones.Backbone):
+  """Model Garden's backbones plus the tunable ones."""
+  tunable_mnasnet: mnasnet.TunableMnasNet = dataclasses.field(
+      default_factory=mnasnet.TunableMnasNet)
+  tunable_efficientnet_v2: efficientnet_v2.TunableEfficientNetV2 = (
+      dataclasses.field(default_factory=efficientnet_v2.TunableEfficientNetV2))
+  tunable_spinenet: spinenet.TunableSpineNet = dataclasses.field(
+      default_factory=spinenet.TunableSpineNet)
+  tunable_spinenet_mbconv: spinenet.TunableSpineNetMbconv = dataclasses.field(
+      default_factory=spinenet.TunableSpineNetMbconv)
 
 
 @dataclasses.dataclass
-class Backbone(backbones.Backbone):
-  """Model Garden's backbones plus the tunable ones."""
-  tunable_mnasnet: TunableMnasNet = dataclasses.field(
-      default_factory=TunableMnasNet)
+class Decoder(decoders.Decoder):
+  """Model Garden's decoders plus the tunable NAS-FPN."""
+  tunable_nasfpn: nasfpn.TunableNasFpn = dataclasses.field(
+      default_factory=nasfpn.TunableNasFpn)
 
 
 @dataclasses.dataclass
@@ -55,16 +70,73 @@ class NasImageClassification(image_classification_task.ImageClassificationTask):
   """Model Garden's classification task, bound to the NAS config."""
 
 
+@dataclasses.dataclass
+class NasRetinaNetModel(retinanet.RetinaNet):
+  """RetinaNet with tunable parts.
+
+  `scaling_image_size_scale` multiplies the image size a `spinenet_scaling`
+  trial searches (512 or 640), so CPU proxies rank the same candidates at a
+  lower resolution; 1.0 trains at the searched size.
+  """
+  backbone: Backbone = dataclasses.field(
+      default_factory=lambda: Backbone(type='tunable_spinenet'))
+  decoder: Decoder = dataclasses.field(
+      default_factory=lambda: Decoder(type='identity'))
+  scaling_image_size_scale: float = 1.0
+
+
+@dataclasses.dataclass
+class NasRetinaNetTask(retinanet.RetinaNetTask):
+  model: NasRetinaNetModel = dataclasses.field(default_factory=NasRetinaNetModel)
+
+
+@task_factory.register_task_cls(NasRetinaNetTask)
+class NasRetinaNet(retinanet_task.RetinaNetTask):
+  """Model Garden's RetinaNet task, bound to the NAS config."""
+
+
+@dataclasses.dataclass
+class NasSegmentationModel(semantic_segmentation.SemanticSegmentationModel):
+  backbone: Backbone = dataclasses.field(
+      default_factory=lambda: Backbone(type='tunable_spinenet'))
+  decoder: Decoder = dataclasses.field(
+      default_factory=lambda: Decoder(type='identity'))
+
+
+@dataclasses.dataclass
+class NasSegmentationTask(semantic_segmentation.SemanticSegmentationTask):
+  model: NasSegmentationModel = dataclasses.field(
+      default_factory=NasSegmentationModel)
+
+
+@task_factory.register_task_cls(NasSegmentationTask)
+class NasSegmentation(segmentation_task.SemanticSegmentationTask):
+  """Model Garden's semantic segmentation task, bound to the NAS config."""
+
+
+def _experiment(task: cfg.TaskConfig) -> cfg.ExperimentConfig:
+  return cfg.ExperimentConfig(
+      task=task, trainer=cfg.TrainerConfig(),
+      restrictions=['task.train_data.is_training != None',
+                    'task.validation_data.is_training != None'])
+
+
 @exp_factory.register_config_factory('nas_image_classification')
 def nas_image_classification() -> cfg.ExperimentConfig:
   """Image classification with a searched backbone."""
-  return cfg.ExperimentConfig(
-      task=NasImageClassificationTask(),
-      trainer=cfg.TrainerConfig(),
-      restrictions=[
-          'task.train_data.is_training != None',
-          'task.validation_data.is_training != None',
-      ])
+  return _experiment(NasImageClassificationTask())
+
+
+@exp_factory.register_config_factory('nas_retinanet')
+def nas_retinanet() -> cfg.ExperimentConfig:
+  """RetinaNet detection with a searched backbone or decoder."""
+  return _experiment(NasRetinaNetTask())
+
+
+@exp_factory.register_config_factory('nas_semantic_segmentation')
+def nas_semantic_segmentation() -> cfg.ExperimentConfig:
+  """Semantic segmentation with a searched backbone or decoder."""
+  return _experiment(NasSegmentationTask())
 
 
 def load_experiment_config(experiment: str, config_file: str = '',

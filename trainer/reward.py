@@ -14,13 +14,23 @@ COST_METRICS = {
 
 
 class Reward(NamedTuple):
-  """Computes a trial's reward from its metrics (which name their accuracy)."""
+  """Computes a trial's reward from its metrics.
+
+  `metric` names the quality metric (e.g. AP50); by default the one the
+  trial reports as its accuracy (`accuracy_key`: top_1_accuracy, AP, miou).
+  """
   targets: Dict[str, float] = {}  # metric name -> target value
   exponent: float = 1.0
   hard: bool = True
+  metric: str = ''
 
   def __call__(self, metrics: Dict[str, Any]) -> float:
-    reward = float(metrics[metrics['accuracy_key']])
+    name = self.metric or metrics['accuracy_key']
+    if not isinstance(metrics.get(name), (int, float)):
+      reported = sorted(k for k, v in metrics.items() if isinstance(v, float))
+      raise ValueError(f'reward metric {name!r} not reported; the trial '
+                       f'reported: {", ".join(reported)}')
+    reward = float(metrics[name])
     for metric, target in self.targets.items():
       reward *= cost_factor(metrics.get(metric), target, self.exponent, self.hard)
     return reward

@@ -9,7 +9,7 @@ replaying the recorded history (see algorithms.replay).
 import fcntl
 import os
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import pyglove as pg
 
@@ -58,16 +58,23 @@ class ControllerLock:
 
 
 class Search:
-  """One stage's search loop over a store."""
+  """One stage's search loop over a store.
+
+  Up to `max_parallel_trials` trials run at once; each result is recorded and
+  fed back as soon as its trial ends. `launch(trial)` starts a trial and
+  returns a handle whose `poll()` gives its TrialOutcome once it has ended.
+  """
 
   def __init__(self, store: store_lib.Store, stage: str, space: Any,
                algorithm: pg.DNAGenerator,
-               run_trial: Callable[[store_lib.Trial], executors.TrialOutcome],
+               launch: Callable[[store_lib.Trial], Any],
                reward: reward_lib.Reward, max_trials: int,
-               max_failed_trials: int, progress: Callable[[str], None] = print):
+               max_failed_trials: int, progress: Callable[[str], None] = print,
+               max_parallel_trials: int = 1):
     self.store, self.stage, self.space = store, stage, space
-    self.algorithm, self.run_trial, self.reward = algorithm, run_trial, reward
+    self.algorithm, self.launch, self.reward = algorithm, launch, reward
     self.max_trials, self.max_failed_trials = max_trials, max_failed_trials
+    self.max_parallel_trials = max(1, max_parallel_trials)
     self.progress = progress
     self.dna_spec = pg.dna_spec(space)  # Costly to derive: computed once.
 
@@ -79,7 +86,7 @@ class Search:
         self.space, self._from_params(nas_params_str)))
 
   def run(self) -> List[store_lib.Trial]:
-    """Runs trials until `max_trials` exist; returns them all."""
+    """Runs trials until `max_trials` exist and have ended; returns them all."""
     self.algorithm.setup(self.dna_spec)
     trials = self.store.trials(self.stage)
     proposals = algorithms.replay(self.algorithm, trials,
@@ -87,41 +94,73 @@ class Search:
                                   self._from_params)
     if trials:
       self.progress(f'resuming: {len(trials)} trials in the store')
+    in_flight: Dict[int, Tuple[store_lib.Trial, pg.DNA, Any, float]] = {}
     for trial in trials:
       if trial.status == store_lib.RUNNING:
         self.store.restart_trial(self.stage, trial.id)
-        self._execute(trial, proposals[trial.id], restarted=True)
+        self._start(trial, proposals[trial.id], in_flight, restarted=True)
+    exhausted = False
     while True:
-      trials = self.store.trials(self.stage)
-      failed = [t for t in trials if t.status == store_lib.FAILED]
-      if self.max_failed_trials and len(failed) >= self.max_failed_trials:
-        raise SearchFailed(
-            f'{len(failed)} trials failed (--max_failed_trials='
-            f'{self.max_failed_trials}); last error: {failed[-1].error}')
-      if len(trials) >= self.max_trials:
-        return trials
-      try:
-        dna = self.algorithm.propose()
-      except StopIteration:
-        self.progress('the algorithm has no more architectures to propose')
-        return trials
-      trial = self.store.add_trial(self.stage,
-                                   search_spaces.nas_params_from_dna(dna))
-      self._execute(trial, dna)
+      while len(in_flight) < self.max_parallel_trials and not exhausted:
+        trials = self.store.trials(self.stage)
+        if self._too_many_failures(trials) or len(trials) >= self.max_trials:
+          break
+        try:
+          dna = self.algorithm.propose()
+        except StopIteration:
+          self.progress('the algorithm has no more architectures to propose')
+          exhausted = True
+          break
+        trial = self.store.add_trial(self.stage,
+                                     search_spaces.nas_params_from_dna(dna))
+        self._start(trial, dna, in_flight)
+      if not in_flight:
+        break
+      self._collect(in_flight)
+    trials = self.store.trials(self.stage)
+    failed = self._too_many_failures(trials)
+    if failed:
+      raise SearchFailed(
+          f'{len(failed)} trials failed (--max_failed_trials='
+          f'{self.max_failed_trials}); last error: {failed[-1].error}')
+    return trials
 
-  def _execute(self, trial: store_lib.Trial, dna: pg.DNA,
-               restarted: bool = False) -> None:
-    summary = self.summary(trial.nas_params_str)
+  def _too_many_failures(self, trials) -> List[store_lib.Trial]:
+    failed = [t for t in trials if t.status == store_lib.FAILED]
+    return failed if (self.max_failed_trials and
+                      len(failed) >= self.max_failed_trials) else []
+
+  def _start(self, trial, dna, in_flight, restarted=False) -> None:
     self.progress(f'trial {trial.id:>3}/{self.max_trials} '
-                  f'{"re-running" if restarted else "running"}  | {summary}')
-    started = time.time()
-    outcome = self.run_trial(trial)
+                  f'{"re-running" if restarted else "running"}  | '
+                  f'{self.summary(trial.nas_params_str)}')
+    in_flight[trial.id] = (trial, dna, self.launch(trial), time.time())
+
+  def _collect(self, in_flight) -> None:
+    """Waits until at least one trial in flight ended; records those that did."""
+    while True:
+      ended = [(i, outcome) for i, (_, _, handle, _) in in_flight.items()
+               for outcome in [handle.poll()] if outcome is not None]
+      if ended:
+        break
+      time.sleep(executors.POLL_S)
+    for trial_id, outcome in ended:
+      trial, dna, _, started = in_flight.pop(trial_id)
+      self._record(trial, dna, outcome, started)
+
+  def _record(self, trial, dna, outcome: executors.TrialOutcome,
+              started: float) -> None:
+    reward, error = None, outcome.error
     if outcome.metrics is not None:
-      reward = self.reward(outcome.metrics)
+      try:
+        reward = self.reward(outcome.metrics)
+      except ValueError as e:
+        error = str(e)
+    if reward is not None:
       self.store.complete_trial(self.stage, trial.id, outcome.metrics, reward)
       self.algorithm.feedback(dna, reward)
     else:
-      self.store.fail_trial(self.stage, trial.id, outcome.error)
+      self.store.fail_trial(self.stage, trial.id, error, outcome.metrics)
     done = self.store.trial(self.stage, trial.id)
     self.progress(leaderboard.trial_line(done) +
                   f' (this run {time.time() - started:.1f}s)')

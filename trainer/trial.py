@@ -4,6 +4,7 @@ The only place that trains. The controller runs it in a fresh process per
 trial (`--mode=trial`), exactly as a cloud training job would.
 """
 
+import inspect
 import json
 import os
 import time
@@ -11,6 +12,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import pyglove as pg
+import tensorflow as tf
 import tf_keras
 
 from official.common import distribute_utils
@@ -18,15 +20,28 @@ from official.core import config_definitions as cfg
 from official.core import task_factory
 from official.core import train_lib
 from official.core import train_utils
+from official.vision.utils import summary_manager
 import configs
 import search_spaces
 from trainer import architectures
 from trainer import artifacts
 from trainer import data
 from trainer import experiments
+from trainer import scenes
 
-# Metric reported as the trial's accuracy, by experiment family.
-ACCURACY_KEYS = {'nas_image_classification': ('accuracy', 'top_1_accuracy')}
+class TaskFamily(NamedTuple):
+  """What an experiment trains: names its configs, metric and built-in data."""
+  name: str         # classification | detection | segmentation
+  eval_metric: str  # Eval log key of the trial's accuracy.
+  reported_as: str  # Name of that metric in the trial's metrics.
+
+
+TASK_FAMILIES = {
+    'nas_image_classification': TaskFamily(
+        'classification', 'accuracy', 'top_1_accuracy'),
+    'nas_retinanet': TaskFamily('detection', 'AP', 'AP'),
+    'nas_semantic_segmentation': TaskFamily('segmentation', 'mean_iou', 'miou'),
+}
 
 
 class TrialInputs(NamedTuple):
@@ -60,26 +75,41 @@ def prepare(inputs: TrialInputs, nas_params_str: str,
   spec = search_spaces.materialize(space, dna)
   binding = architectures.binding_for(spec)
   experiment = inputs.experiment or binding.default_experiment
-  config_file = configs.resolve(inputs.config_file or binding.default_config)
+  if experiment not in TASK_FAMILIES:
+    raise experiments.ConfigError(
+        f'unknown experiment {experiment!r}; valid: '
+        f'{", ".join(sorted(TASK_FAMILIES))}')
+  family = TASK_FAMILIES[experiment]
+  config_file = configs.resolve(
+      inputs.config_file or
+      _default_config(inputs.search_space, binding.config_space, family.name))
   params = experiments.load_experiment_config(
       experiment, config_file, inputs.params_override)
-  params.override({'task': _data_override(inputs, params)}, is_strict=True)
+  params.override({'task': _data_override(inputs, params, family.name)},
+                  is_strict=True)
   params.override({'task': {'train_data': {'seed': seed}}}, is_strict=True)
   if params.task.model.num_classes <= 0:
     raise experiments.ConfigError(
         'task.model.num_classes must be set for your own data '
         '(config file or --params_override)')
-  binding.apply(params, spec)
+  architectures.apply_architecture(params, spec)
   params.lock()
   return PreparedTrial(spec, nas_params_str, experiment, config_file, params,
                        seed)
 
 
-def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig) -> dict:
-  """Points the config at the user's TFRecords, or at built-in digits."""
+def _default_config(space: str, config_space: str, task: str) -> str:
+  """`<space>_<task>_search_cpu`, or the spec family's for a user space."""
+  name = f'{space}_{task}_search_cpu'
+  return name if name in configs.shipped() else f'{config_space}_{task}_search_cpu'
+
+
+def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig,
+                   task: str) -> dict:
+  """Points the config at the user's TFRecords, or at built-in data."""
   if bool(inputs.train_data) != bool(inputs.eval_data):
     raise ValueError('give both --train_data and --eval_data, or neither '
-                     '(built-in digits)')
+                     '(built-in data)')
   if inputs.train_data:
     data.check_files(inputs.train_data, '--train_data')
     data.check_files(inputs.eval_data, '--eval_data')
@@ -92,10 +122,19 @@ def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig) -> dict:
                      'task.validation_data.input_path')
     return {}
   size = params.task.model.input_size[0] if params.task.model.input_size else 32
-  paths = data.make_digits(os.path.join(inputs.data_dir, f'digits_{size}'), size)
-  return {'train_data': {'input_path': paths.train},
-          'validation_data': {'input_path': paths.eval},
-          'model': {'num_classes': paths.num_classes}}
+  if task == 'classification':
+    paths = data.make_digits(os.path.join(inputs.data_dir, f'digits_{size}'), size)
+    return {'train_data': {'input_path': paths.train},
+            'validation_data': {'input_path': paths.eval},
+            'model': {'num_classes': paths.num_classes}}
+  scene_data = scenes.make_scenes(
+      os.path.join(inputs.data_dir, f'scenes_{size}'), image_size=size)
+  override = {'train_data': {'input_path': scene_data.train_glob},
+              'validation_data': {'input_path': scene_data.eval_glob},
+              'model': {'num_classes': scene_data.num_classes}}
+  if task == 'detection':
+    override['annotation_file'] = scene_data.eval_annotation_file
+  return override
 
 
 class EvalRecorder:
@@ -151,12 +190,14 @@ def run(prepared: PreparedTrial, trial_dir: str,
   model, _ = train_lib.run_experiment(
       distribution_strategy=strategy, task=task, mode='train_and_eval',
       params=params, model_dir=trial_dir,
-      train_actions=[train_loops], eval_actions=[evals])
+      train_actions=[train_loops], eval_actions=[evals],
+      eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
+          params=params, model_dir=trial_dir))
   trained = time.time()
   if not evals.records:
     raise RuntimeError('the trial ran no evaluation; check trainer.train_steps '
                        'and trainer.validation_interval')
-  flops = train_utils.try_count_flops(model)
+  flops = _count_flops(model, params.task.model.input_size)
   metrics = _final_metrics(prepared.experiment, evals.records[-1])
   metrics.update({
       'multi_add_flops_billion': flops / 2 / 1e9 if flops else None,
@@ -174,7 +215,21 @@ def run(prepared: PreparedTrial, trial_dir: str,
   return metrics
 
 
+def _count_flops(model: tf_keras.Model, input_size: List[int]) -> Optional[int]:
+  """FLOPs of one image; subclassed models (RetinaNet, segmentation) get an
+  explicit input spec for the first argument of `call`."""
+  if model.inputs:
+    return train_utils.try_count_flops(model)
+  first_arg = next(iter(inspect.signature(model.call).parameters))
+  return train_utils.try_count_flops(
+      model, {first_arg: tf.TensorSpec([1, *input_size], tf.float32)})
+
+
 def _final_metrics(experiment: str, eval_record: Dict[str, float]) -> dict:
-  source, name = ACCURACY_KEYS[experiment]
-  return {name: eval_record[source], 'accuracy_key': name}
+  """Every scalar of the last evaluation, the task's metric under its name."""
+  family = TASK_FAMILIES[experiment]
+  metrics = dict(eval_record)
+  metrics[family.reported_as] = metrics.pop(family.eval_metric)
+  metrics['accuracy_key'] = family.reported_as
+  return metrics
 

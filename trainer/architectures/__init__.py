@@ -1,8 +1,8 @@
 """Searched architectures as Model Garden components.
 
-`apply_architecture` writes a materialised spec into an experiment config; it
-dispatches on the spec's type, so a user's patched copy of a prebuilt space
-(same spec classes, other candidates) runs without any registration.
+`binding_for` dispatches on a materialised spec's type, so a user's patched
+copy of a prebuilt space (same spec classes, other candidates) runs without
+any registration.
 """
 
 from typing import Any, Callable, Dict, NamedTuple, Type
@@ -11,27 +11,60 @@ import pyglove as pg
 
 from official.core import config_definitions as cfg
 import search_spaces
-from trainer.architectures import mnasnet  # pylint: disable=unused-import  (registers the backbone)
+from trainer.architectures import efficientnet_v2
+from trainer.architectures import mnasnet
+from trainer.architectures import nasfpn
+from trainer.architectures import spinenet
 
 
 class ArchitectureBinding(NamedTuple):
-  """How one spec type enters a config; its default experiment and config."""
+  """How one spec type enters a config, and where it trains by default.
+
+  `config_space` names the shipped configs (`<config_space>_<task>_...`) that
+  a user space materialising to this type falls back to.
+  """
   default_experiment: str
-  default_config: str
+  config_space: str
   apply: Callable[[cfg.ExperimentConfig, Any], None]
 
 
-def _apply_mnasnet_backbone(params: cfg.ExperimentConfig, spec: Any) -> None:
+def _apply_mnasnet(params: cfg.ExperimentConfig,
+                   spec: search_spaces.MnasNetSpec) -> None:
   backbone = params.task.model.backbone
   backbone.type = 'tunable_mnasnet'
   backbone.tunable_mnasnet.block_specs_json = pg.to_json_str(spec)
 
 
+def _apply_any_spinenet(params: cfg.ExperimentConfig,
+                        spec: search_spaces.SpineNetSpec) -> None:
+  """The mobile SpineNet builder for MBConv specs, the residual one otherwise."""
+  if any(b.block_fn == 'mbconv' for _, b in spec.block_sequence()):
+    spinenet.apply_spinenet_mbconv(params, spec)
+  else:
+    spinenet.apply_spinenet(params, spec)
+
+
+def _apply_spinenet_scaling(params: cfg.ExperimentConfig,
+                            spec: search_spaces.SpineNetScalingSpec) -> None:
+  spinenet.apply_spinenet_scaling(
+      params, spec, params.task.model.scaling_image_size_scale)
+
+
 BINDINGS: Dict[Type[Any], ArchitectureBinding] = {
     search_spaces.MnasNetSpec: ArchitectureBinding(
-        'nas_image_classification', 'mnasnet_classification_search_cpu',
-        _apply_mnasnet_backbone),
+        'nas_image_classification', 'mnasnet', _apply_mnasnet),
+    search_spaces.EfficientNetV2Spec: ArchitectureBinding(
+        'nas_retinanet', 'efficientnet_v2', efficientnet_v2.apply_efficientnet_v2),
+    search_spaces.SpineNetSpec: ArchitectureBinding(
+        'nas_retinanet', 'spinenet', _apply_any_spinenet),
+    search_spaces.NasFpnSpec: ArchitectureBinding(
+        'nas_retinanet', 'nasfpn', nasfpn.apply_nasfpn),
+    search_spaces.SpineNetScalingSpec: ArchitectureBinding(
+        'nas_retinanet', 'spinenet_scaling', _apply_spinenet_scaling),
 }
+
+# Registers the tunable MnasNet backbone (the others register on import too).
+del mnasnet
 
 
 def binding_for(spec: Any) -> ArchitectureBinding:

@@ -5,9 +5,9 @@ The architecture comes from a materialised `search_spaces.MnasNetSpec`
 detection tasks of Model Garden build searched networks without forks.
 """
 
-from typing import Any, Dict, Optional
+import dataclasses
+from typing import Optional
 
-import pyglove as pg
 import tf_keras
 
 from official.modeling import hyperparams
@@ -16,24 +16,27 @@ from official.vision.modeling.backbones import mobilenet
 from official.vision.modeling.layers import nn_blocks
 from official.vision.modeling.layers import nn_layers
 import search_spaces
+from trainer.architectures import blocks
 
 STEM_FILTERS = 32
 
 
+@dataclasses.dataclass
+class TunableMnasNet(hyperparams.Config):
+  """A searched MnasNet; `filter_size_scale` narrows it for cheap proxies."""
+  block_specs_json: str = ''
+  endpoints_num_filters: int = 1280
+  filter_size_scale: float = 1.0
+
+
 def parse_spec(block_specs_json: str) -> search_spaces.MnasNetSpec:
   """The MnasNetSpec a config carries; a clear error when it carries none."""
-  if not block_specs_json:
-    raise ValueError('tunable_mnasnet needs block_specs_json: the materialised '
-                     'MnasNetSpec of a trial (pg.to_json_str)')
-  spec = pg.from_json_str(block_specs_json)
-  if not isinstance(spec, search_spaces.MnasNetSpec):
-    raise ValueError(f'block_specs_json holds {type(spec).__name__}, '
-                     'not a MnasNetSpec')
-  return spec
+  return blocks.load_spec(block_specs_json, search_spaces.MnasNetSpec,
+                          'tunable_mnasnet')
 
 
 @tf_keras.utils.register_keras_serializable(package='nas_garden')
-class TunableMnasNet(tf_keras.Model):
+class MnasNet(blocks.LevelBackbone):
   """MnasNet from a spec: stem, block groups, endpoints per feature level.
 
   `endpoints_num_filters > 0` adds the 1x1 head conv on the last level (used
@@ -52,7 +55,7 @@ class TunableMnasNet(tf_keras.Model):
                norm_epsilon: float = 0.001,
                kernel_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
                **kwargs):
-    self._config_dict = {
+    config = {
         'block_specs_json': block_specs_json,
         'input_specs': input_specs,
         'endpoints_num_filters': endpoints_num_filters,
@@ -75,26 +78,20 @@ class TunableMnasNet(tf_keras.Model):
         filters=scaled(STEM_FILTERS), kernel_size=3, strides=2,
         activation=activation, kernel_regularizer=kernel_regularizer,
         **norm)(inputs)
-    level = 1
-    endpoints: Dict[str, Any] = {}
-    for block in spec.blocks:
-      for repeat in range(block.num_repeats):
-        strides = block.strides if repeat == 0 else 1
-        if strides > 1:
-          endpoints[str(level)] = x
-          level += 1
-        x = self._block(x, block, scaled(block.output_filters), strides,
-                        activation, kernel_regularizer, norm)
-    endpoints[str(level)] = x
-    self._output_specs = {l: endpoints[l].get_shape() for l in endpoints}
-    if endpoints_num_filters > 0:
-      x = mobilenet.Conv2DBNBlock(
+
+    def block_fn(x, block, strides):
+      return self._block(x, block, scaled(block.output_filters), strides,
+                         activation, kernel_regularizer, norm)
+
+    def head(x):
+      return mobilenet.Conv2DBNBlock(
           filters=endpoints_num_filters, kernel_size=1, strides=1,
           activation=activation, kernel_regularizer=kernel_regularizer,
           **norm)(x)
-      endpoints[str(level)] = x
-      self._output_specs[str(level)] = x.get_shape()
-    super().__init__(inputs=inputs, outputs=endpoints, **kwargs)
+
+    endpoints = blocks.build_level_endpoints(
+        x, spec.blocks, block_fn, head if endpoints_num_filters > 0 else None)
+    self._finish(config, inputs, endpoints, **kwargs)
 
   @staticmethod
   def _block(x, block, filters, strides, activation, kernel_regularizer, norm):
@@ -110,16 +107,6 @@ class TunableMnasNet(tf_keras.Model):
         se_ratio=block.se_ratio or None, activation=activation,
         kernel_regularizer=kernel_regularizer, **norm)(x)
 
-  def get_config(self) -> Dict[str, Any]:
-    return dict(self._config_dict)
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    return cls(**config)
-
-  @property
-  def output_specs(self):
-    return self._output_specs
 
 
 @factory.register_backbone_builder('tunable_mnasnet')
@@ -131,7 +118,7 @@ def build_tunable_mnasnet(
 ) -> tf_keras.Model:
   """Model Garden backbone builder for `backbone.type: tunable_mnasnet`."""
   cfg = backbone_config.get()
-  return TunableMnasNet(
+  return MnasNet(
       block_specs_json=cfg.block_specs_json,
       input_specs=input_specs,
       endpoints_num_filters=cfg.endpoints_num_filters,

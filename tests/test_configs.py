@@ -1,0 +1,31 @@
+"""Every shipped config loads into the experiment its name's task implies."""
+
+import pytest
+
+import configs
+from trainer import experiments
+from trainer import trial
+
+TASK_EXPERIMENTS = {family.name: experiment
+                    for experiment, family in trial.TASK_FAMILIES.items()}
+
+
+@pytest.mark.parametrize('name', configs.shipped())
+def test_shipped_config_loads(name):
+  space, task, stage, hardware = name.rsplit('_', 3)
+  assert stage in ('search', 'train') and hardware in ('cpu', 'gpu', 'tpu')
+  params = experiments.load_experiment_config(
+      TASK_EXPERIMENTS[task], configs.resolve(name))
+  assert params.trainer.train_steps > 0
+  if hardware == 'cpu':
+    assert params.runtime.num_gpus == 0
+    assert params.trainer.train_steps <= 500  # Tiny proxies stay tiny.
+
+
+def test_every_space_and_task_has_the_four_configs():
+  names = set(configs.shipped())
+  pairs = {name.rsplit('_', 2)[0] for name in names}
+  assert len(pairs) == 10
+  for pair in pairs:
+    for suffix in ('search_cpu', 'search_gpu', 'search_tpu', 'train_gpu'):
+      assert f'{pair}_{suffix}' in names

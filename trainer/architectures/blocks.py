@@ -1,0 +1,77 @@
+"""Helpers shared by the spec-built backbones and decoders.
+
+Each tunable component reads its materialised spec from a config string and
+the block-group backbones (MnasNet, EfficientNetV2) collect their per-level
+endpoints the same way, so both live here once.
+"""
+
+from typing import Any, Callable, Dict, Optional, Sequence, Type
+
+import pyglove as pg
+import tf_keras
+
+
+def load_spec(block_specs_json: str, spec_type: Type[Any],
+              component: str) -> Any:
+  """The `spec_type` a config carries; a clear error when it carries none.
+
+  `component` names the backbone or decoder type in the message.
+  """
+  if not block_specs_json:
+    raise ValueError(f'{component} needs block_specs_json: the materialised '
+                     f'{spec_type.__name__} of a trial (pg.to_json_str)')
+  spec = pg.from_json_str(block_specs_json)
+  if not isinstance(spec, spec_type):
+    raise ValueError(f'block_specs_json holds {type(spec).__name__}, '
+                     f'not a {spec_type.__name__}')
+  return spec
+
+
+def build_level_endpoints(
+    x: Any, block_groups: Sequence[Any],
+    build_block: Callable[[Any, Any, int], Any],
+    head: Optional[Callable[[Any], Any]] = None) -> Dict[str, Any]:
+  """Stacks block groups on level-1 features `x`; returns {level: features}.
+
+  A group builds `num_repeats` blocks with `build_block(x, group, strides)`,
+  the first with the group's `strides`. A level's endpoint is its last feature
+  map before a stride-2 block, as detection decoders and heads expect. `head`,
+  if given, maps the last level's features (e.g. a classification 1x1 conv).
+  """
+  level = 1
+  endpoints: Dict[str, Any] = {}
+  for group in block_groups:
+    for repeat in range(group.num_repeats):
+      strides = group.strides if repeat == 0 else 1
+      if strides > 1:
+        endpoints[str(level)] = x
+        level += 1
+      x = build_block(x, group, strides)
+  endpoints[str(level)] = head(x) if head else x
+  return endpoints
+
+
+class LevelBackbone(tf_keras.Model):
+  """A functional backbone returning {level: features}, rebuilt from config.
+
+  Subclasses build their graph, then call `_finish(config, inputs, endpoints)`
+  with the constructor arguments, so Keras serialisation and Model Garden's
+  `output_specs` come for free.
+  """
+
+  def _finish(self, config: Dict[str, Any], inputs: Any,
+              endpoints: Dict[str, Any], **kwargs) -> None:
+    self._config_dict = config
+    self._output_specs = {l: endpoints[l].get_shape() for l in endpoints}
+    super().__init__(inputs=inputs, outputs=endpoints, **kwargs)
+
+  def get_config(self) -> Dict[str, Any]:
+    return dict(self._config_dict)
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    return cls(**config)
+
+  @property
+  def output_specs(self):
+    return self._output_specs

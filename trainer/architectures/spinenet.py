@@ -1,0 +1,208 @@
+"""Searched SpineNets as Model Garden backbones, and the scaling space.
+
+A materialised `search_spaces.SpineNetSpec` (serialised with `pg.to_json_str`
+into the config) becomes Model Garden's own `SpineNet` (residual/bottleneck
+blocks) or `SpineNetMobile` (MBConv blocks) through their `block_specs`, so
+trials train the stock networks with a searched topology.
+"""
+
+import dataclasses
+from typing import List, Optional
+
+import pyglove as pg
+import tf_keras
+
+from official.core import config_definitions as cfg
+from official.modeling import hyperparams
+from official.vision.modeling.backbones import factory
+from official.vision.modeling.backbones import spinenet
+from official.vision.modeling.backbones import spinenet_mobile
+import search_spaces
+from trainer.architectures import blocks
+
+# Model Garden's stems build this many init blocks, which `input_offsets` 0
+# and 1 address; its `block_specs` are the blocks after them.
+MODEL_GARDEN_NUM_INIT_BLOCKS = 2
+
+
+@dataclasses.dataclass
+class TunableSpineNet(hyperparams.Config):
+  """A searched SpineNet; the scaling knobs are those of SpineNet-49..190."""
+  block_specs_json: str = ''
+  min_level: int = 3
+  max_level: int = 7
+  endpoints_num_filters: int = 256
+  resample_alpha: float = 0.5
+  block_repeats: int = 1
+  filter_size_scale: float = 1.0
+  init_stochastic_depth_rate: float = 0.0
+
+
+@dataclasses.dataclass
+class TunableSpineNetMbconv(hyperparams.Config):
+  """A searched mobile SpineNet; defaults are Model Garden's SpineNet-49 mobile."""
+  block_specs_json: str = ''
+  min_level: int = 3
+  max_level: int = 7
+  endpoints_num_filters: int = 48
+  se_ratio: float = 0.2
+  block_repeats: int = 1
+  filter_size_scale: float = 1.0
+  expand_ratio: int = 6
+  init_stochastic_depth_rate: float = 0.0
+
+
+def spec_to_block_specs(
+    spec: search_spaces.SpineNetSpec) -> List[spinenet.BlockSpec]:
+  """Model Garden block specs of a SpineNetSpec, for SpineNet and its mobile twin.
+
+  Both Model Garden classes build the init blocks in their stem and read only
+  level, block_fn, input_offsets and is_output, so the spec's blocks after the
+  init blocks map one to one with unchanged offsets.
+  """
+  if len(spec.init_blocks) != MODEL_GARDEN_NUM_INIT_BLOCKS:
+    raise ValueError(
+        f'SpineNetSpec has {len(spec.init_blocks)} init blocks; Model '
+        f"Garden's SpineNet stem builds {MODEL_GARDEN_NUM_INIT_BLOCKS}")
+  num_intermediate = len(spec.intermediate_blocks)
+  return [
+      spinenet.BlockSpec(level, b.block_fn, tuple(b.input_offsets),
+                         is_output=i >= num_intermediate)
+      for i, (level, b) in enumerate(
+          spec.block_sequence()[MODEL_GARDEN_NUM_INIT_BLOCKS:])
+  ]
+
+
+def _block_specs(backbone_cfg: hyperparams.Config, backbone_type: str,
+                 block_fns: List[str]) -> List[spinenet.BlockSpec]:
+  """The config's block specs, checked against what the backbone can build."""
+  block_specs = spec_to_block_specs(blocks.load_spec(
+      backbone_cfg.block_specs_json, search_spaces.SpineNetSpec, backbone_type))
+  unknown = {b.block_fn for b in block_specs} - set(block_fns)
+  if unknown:
+    raise ValueError(f'{backbone_type} builds {", ".join(block_fns)} blocks, '
+                     f'not {", ".join(sorted(unknown))}')
+  missing = set(range(backbone_cfg.min_level, backbone_cfg.max_level + 1)) - {
+      b.level for b in block_specs if b.is_output}
+  if missing:
+    raise ValueError(
+        f'{backbone_type} needs output blocks for levels '
+        f'{backbone_cfg.min_level}..{backbone_cfg.max_level}; the spec has '
+        f'none for {sorted(missing)}')
+  return block_specs
+
+
+@factory.register_backbone_builder('tunable_spinenet')
+def build_tunable_spinenet(
+    input_specs: tf_keras.layers.InputSpec,
+    backbone_config: hyperparams.Config,
+    norm_activation_config: hyperparams.Config,
+    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
+) -> tf_keras.Model:
+  """Model Garden backbone builder for `backbone.type: tunable_spinenet`."""
+  backbone_cfg = backbone_config.get()
+  return spinenet.SpineNet(
+      input_specs=input_specs,
+      min_level=backbone_cfg.min_level,
+      max_level=backbone_cfg.max_level,
+      block_specs=_block_specs(backbone_cfg, 'tunable_spinenet',
+                               ['residual', 'bottleneck']),
+      endpoints_num_filters=backbone_cfg.endpoints_num_filters,
+      resample_alpha=backbone_cfg.resample_alpha,
+      block_repeats=backbone_cfg.block_repeats,
+      filter_size_scale=backbone_cfg.filter_size_scale,
+      init_stochastic_depth_rate=backbone_cfg.init_stochastic_depth_rate,
+      kernel_regularizer=l2_regularizer,
+      activation=norm_activation_config.activation,
+      use_sync_bn=norm_activation_config.use_sync_bn,
+      norm_momentum=norm_activation_config.norm_momentum,
+      norm_epsilon=norm_activation_config.norm_epsilon)
+
+
+@factory.register_backbone_builder('tunable_spinenet_mbconv')
+def build_tunable_spinenet_mbconv(
+    input_specs: tf_keras.layers.InputSpec,
+    backbone_config: hyperparams.Config,
+    norm_activation_config: hyperparams.Config,
+    l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
+) -> tf_keras.Model:
+  """Model Garden backbone builder for `backbone.type: tunable_spinenet_mbconv`.
+
+  Model Garden's mobile stem puts its init blocks at levels 1 and 2.
+  """
+  backbone_cfg = backbone_config.get()
+  return spinenet_mobile.SpineNetMobile(
+      input_specs=input_specs,
+      min_level=backbone_cfg.min_level,
+      max_level=backbone_cfg.max_level,
+      block_specs=_block_specs(backbone_cfg, 'tunable_spinenet_mbconv',
+                               ['mbconv']),
+      endpoints_num_filters=backbone_cfg.endpoints_num_filters,
+      se_ratio=backbone_cfg.se_ratio,
+      block_repeats=backbone_cfg.block_repeats,
+      filter_size_scale=backbone_cfg.filter_size_scale,
+      expand_ratio=backbone_cfg.expand_ratio,
+      init_stochastic_depth_rate=backbone_cfg.init_stochastic_depth_rate,
+      kernel_regularizer=l2_regularizer,
+      activation=norm_activation_config.activation,
+      use_sync_bn=norm_activation_config.use_sync_bn,
+      norm_momentum=norm_activation_config.norm_momentum,
+      norm_epsilon=norm_activation_config.norm_epsilon)
+
+
+def _apply_backbone(params: cfg.ExperimentConfig, backbone_type: str,
+                    spec: search_spaces.SpineNetSpec) -> None:
+  """SpineNet outputs the feature pyramid itself: no decoder, as in Vertex."""
+  model = params.task.model
+  model.backbone.type = backbone_type
+  model.backbone.get().block_specs_json = pg.to_json_str(spec)
+  model.decoder.type = 'identity'
+
+
+def apply_spinenet(params: cfg.ExperimentConfig,
+                   spec: search_spaces.SpineNetSpec) -> None:
+  """Writes a `spinenet` or `spinenet_v2` architecture into a config."""
+  _apply_backbone(params, 'tunable_spinenet', spec)
+
+
+def apply_spinenet_mbconv(params: cfg.ExperimentConfig,
+                          spec: search_spaces.SpineNetSpec) -> None:
+  """Writes a `spinenet_mbconv` architecture into a config."""
+  _apply_backbone(params, 'tunable_spinenet_mbconv', spec)
+
+
+def apply_spinenet_scaling(params: cfg.ExperimentConfig,
+                           spec: search_spaces.SpineNetScalingSpec,
+                           image_size_scale: float = 1.0) -> None:
+  """Scales the config's `tunable_spinenet` and its head, as Vertex does.
+
+  The network scaled is the one in `backbone.tunable_spinenet.block_specs_json`
+  (e.g. the best of a `spinenet` search), SpineNet-49 when that is empty.
+  Model Garden's stock `spinenet` backbone cannot be used: it takes its widths
+  and depth from a fixed per-model_id table, not from the config.
+
+  `image_size_scale` multiplies the searched image size, rounded to a multiple
+  of 2**max_level (at least one), so a cheap CPU proxy can rank the same
+  scaling candidates at a lower resolution; 1.0 trains at the searched size.
+  """
+  model = params.task.model
+  backbone = model.backbone.tunable_spinenet
+  if not backbone.block_specs_json:
+    backbone.block_specs_json = pg.to_json_str(
+        search_spaces.spinenet49_reference_spec())
+  model.backbone.type = 'tunable_spinenet'
+  backbone.endpoints_num_filters = spec.endpoints_num_filters
+  backbone.filter_size_scale = spec.filter_size_scale
+  backbone.resample_alpha = spec.resample_alpha
+  backbone.block_repeats = spec.block_repeats
+  model.decoder.type = 'identity'
+  model.head.num_convs = spec.head_num_convs
+  model.head.num_filters = spec.head_num_filters
+  stride = 2**backbone.max_level
+  size = max(1, round(spec.image_size * image_size_scale / stride)) * stride
+  model.input_size = [size, size, 3]
+  # Segmentation parsers take their own output size; RetinaNet's reads
+  # model.input_size.
+  for data in (params.task.train_data, params.task.validation_data):
+    if hasattr(data, 'output_size'):
+      data.output_size = [size, size]
