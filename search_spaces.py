@@ -580,10 +580,13 @@ def _is_autoaugment_policy(spec: Any) -> bool:
 def architecture_summary(spec: Any) -> str:
   """A one-line human summary of a materialised spec, for progress output."""
   if isinstance(spec, MnasNetSpec):
+    # A conv block has no expansion or squeeze-excite: those decisions are
+    # inert there (as on the Vertex platform), so they are not shown.
     return ' '.join(
         f'{b.block_fn[0]}{b.kernel_size}x{b.num_repeats}'
         f'{"e" + str(b.expand_ratio) if b.block_fn == "mbconv" else ""}'
-        f'{"se" if b.se_ratio else ""}/{b.output_filters}' for b in spec.blocks)
+        f'{"se" if b.se_ratio and b.block_fn == "mbconv" else ""}'
+        f'/{b.output_filters}' for b in spec.blocks)
   if isinstance(spec, EfficientNetV2Spec):
     return ' '.join(
         f'{"f" if b.block_type == "fused_mbconv" else "m"}{b.kernel_size}'
