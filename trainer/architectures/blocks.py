@@ -27,6 +27,14 @@ def load_spec(block_specs_json: str, spec_type: Type[Any],
   return spec
 
 
+def norm_activation_kwargs(norm_activation_config: Any) -> Dict[str, Any]:
+  """The activation and batch-norm arguments a backbone builder passes on."""
+  return dict(activation=norm_activation_config.activation,
+              use_sync_bn=norm_activation_config.use_sync_bn,
+              norm_momentum=norm_activation_config.norm_momentum,
+              norm_epsilon=norm_activation_config.norm_epsilon)
+
+
 def build_level_endpoints(
     x: Any, block_groups: Sequence[Any],
     build_block: Callable[[Any, Any, int], Any],

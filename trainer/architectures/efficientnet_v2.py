@@ -125,10 +125,7 @@ def build_tunable_efficientnet_v2(
       endpoints_num_filters=backbone_cfg.endpoints_num_filters,
       filter_size_scale=backbone_cfg.filter_size_scale,
       stem_filters=backbone_cfg.stem_filters,
-      activation=norm_activation_config.activation,
-      use_sync_bn=norm_activation_config.use_sync_bn,
-      norm_momentum=norm_activation_config.norm_momentum,
-      norm_epsilon=norm_activation_config.norm_epsilon,
+      **blocks.norm_activation_kwargs(norm_activation_config),
       kernel_regularizer=l2_regularizer)
 
 

@@ -123,9 +123,6 @@ def build_tunable_mnasnet(
       input_specs=input_specs,
       endpoints_num_filters=cfg.endpoints_num_filters,
       filter_size_scale=cfg.filter_size_scale,
-      activation=norm_activation_config.activation,
-      use_sync_bn=norm_activation_config.use_sync_bn,
-      norm_momentum=norm_activation_config.norm_momentum,
-      norm_epsilon=norm_activation_config.norm_epsilon,
+      **blocks.norm_activation_kwargs(norm_activation_config),
       kernel_regularizer=l2_regularizer)
 

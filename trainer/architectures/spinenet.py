@@ -113,10 +113,7 @@ def build_tunable_spinenet(
       filter_size_scale=backbone_cfg.filter_size_scale,
       init_stochastic_depth_rate=backbone_cfg.init_stochastic_depth_rate,
       kernel_regularizer=l2_regularizer,
-      activation=norm_activation_config.activation,
-      use_sync_bn=norm_activation_config.use_sync_bn,
-      norm_momentum=norm_activation_config.norm_momentum,
-      norm_epsilon=norm_activation_config.norm_epsilon)
+      **blocks.norm_activation_kwargs(norm_activation_config))
 
 
 @factory.register_backbone_builder('tunable_spinenet_mbconv')
@@ -144,10 +141,7 @@ def build_tunable_spinenet_mbconv(
       expand_ratio=backbone_cfg.expand_ratio,
       init_stochastic_depth_rate=backbone_cfg.init_stochastic_depth_rate,
       kernel_regularizer=l2_regularizer,
-      activation=norm_activation_config.activation,
-      use_sync_bn=norm_activation_config.use_sync_bn,
-      norm_momentum=norm_activation_config.norm_momentum,
-      norm_epsilon=norm_activation_config.norm_epsilon)
+      **blocks.norm_activation_kwargs(norm_activation_config))
 
 
 def _apply_backbone(params: cfg.ExperimentConfig, backbone_type: str,
