@@ -29,6 +29,7 @@ from trainer import data
 from trainer import experiments
 from trainer import scenes
 
+
 class TaskFamily(NamedTuple):
   """What an experiment trains: names its configs, metric and built-in data."""
   name: str         # classification | detection | segmentation

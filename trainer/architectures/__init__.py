@@ -7,8 +7,6 @@ any registration.
 
 from typing import Any, Callable, Dict, NamedTuple, Type
 
-import pyglove as pg
-
 from official.core import config_definitions as cfg
 import search_spaces
 from trainer.architectures import efficientnet_v2
@@ -28,13 +26,6 @@ class ArchitectureBinding(NamedTuple):
   apply: Callable[[cfg.ExperimentConfig, Any], None]
 
 
-def _apply_mnasnet(params: cfg.ExperimentConfig,
-                   spec: search_spaces.MnasNetSpec) -> None:
-  backbone = params.task.model.backbone
-  backbone.type = 'tunable_mnasnet'
-  backbone.tunable_mnasnet.block_specs_json = pg.to_json_str(spec)
-
-
 def _apply_any_spinenet(params: cfg.ExperimentConfig,
                         spec: search_spaces.SpineNetSpec) -> None:
   """The mobile SpineNet builder for MBConv specs, the residual one otherwise."""
@@ -52,7 +43,7 @@ def _apply_spinenet_scaling(params: cfg.ExperimentConfig,
 
 BINDINGS: Dict[Type[Any], ArchitectureBinding] = {
     search_spaces.MnasNetSpec: ArchitectureBinding(
-        'nas_image_classification', 'mnasnet', _apply_mnasnet),
+        'nas_image_classification', 'mnasnet', mnasnet.apply_mnasnet),
     search_spaces.EfficientNetV2Spec: ArchitectureBinding(
         'nas_retinanet', 'efficientnet_v2', efficientnet_v2.apply_efficientnet_v2),
     search_spaces.SpineNetSpec: ArchitectureBinding(
@@ -62,9 +53,6 @@ BINDINGS: Dict[Type[Any], ArchitectureBinding] = {
     search_spaces.SpineNetScalingSpec: ArchitectureBinding(
         'nas_retinanet', 'spinenet_scaling', _apply_spinenet_scaling),
 }
-
-# Registers the tunable MnasNet backbone (the others register on import too).
-del mnasnet
 
 
 def binding_for(spec: Any) -> ArchitectureBinding:

@@ -27,6 +27,13 @@ def load_spec(block_specs_json: str, spec_type: Type[Any],
   return spec
 
 
+def write_spec(component: Any, component_type: str, spec: Any) -> None:
+  """Selects `component_type` in a backbone or decoder OneOf config and stores
+  the materialised spec in its `block_specs_json`."""
+  component.type = component_type
+  component.get().block_specs_json = pg.to_json_str(spec)
+
+
 def norm_activation_kwargs(norm_activation_config: Any) -> Dict[str, Any]:
   """The activation and batch-norm arguments a backbone builder passes on."""
   return dict(activation=norm_activation_config.activation,

@@ -7,9 +7,8 @@ feature level, so classification and detection tasks both build it.
 """
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Optional
 
-import pyglove as pg
 import tf_keras
 
 from official.core import config_definitions as cfg
@@ -132,6 +131,4 @@ def build_tunable_efficientnet_v2(
 def apply_efficientnet_v2(params: cfg.ExperimentConfig,
                           spec: search_spaces.EfficientNetV2Spec) -> None:
   """Writes an `efficientnet_v2` architecture as the config's backbone."""
-  backbone = params.task.model.backbone
-  backbone.type = 'tunable_efficientnet_v2'
-  backbone.tunable_efficientnet_v2.block_specs_json = pg.to_json_str(spec)
+  blocks.write_spec(params.task.model.backbone, 'tunable_efficientnet_v2', spec)

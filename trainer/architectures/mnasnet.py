@@ -10,6 +10,7 @@ from typing import Optional
 
 import tf_keras
 
+from official.core import config_definitions as cfg
 from official.modeling import hyperparams
 from official.vision.modeling.backbones import factory
 from official.vision.modeling.backbones import mobilenet
@@ -117,12 +118,18 @@ def build_tunable_mnasnet(
     l2_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
 ) -> tf_keras.Model:
   """Model Garden backbone builder for `backbone.type: tunable_mnasnet`."""
-  cfg = backbone_config.get()
+  backbone_cfg = backbone_config.get()
   return MnasNet(
-      block_specs_json=cfg.block_specs_json,
+      block_specs_json=backbone_cfg.block_specs_json,
       input_specs=input_specs,
-      endpoints_num_filters=cfg.endpoints_num_filters,
-      filter_size_scale=cfg.filter_size_scale,
+      endpoints_num_filters=backbone_cfg.endpoints_num_filters,
+      filter_size_scale=backbone_cfg.filter_size_scale,
       **blocks.norm_activation_kwargs(norm_activation_config),
       kernel_regularizer=l2_regularizer)
 
+
+
+def apply_mnasnet(params: cfg.ExperimentConfig,
+                  spec: search_spaces.MnasNetSpec) -> None:
+  """Writes a `mnasnet` architecture as the config's backbone."""
+  blocks.write_spec(params.task.model.backbone, 'tunable_mnasnet', spec)

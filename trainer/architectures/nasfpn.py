@@ -8,7 +8,6 @@ into the config) becomes Model Garden's own `NASFPN` through its
 import dataclasses
 from typing import List, Mapping, Optional
 
-import pyglove as pg
 import tensorflow as tf
 import tf_keras
 
@@ -60,7 +59,6 @@ def build_tunable_nasfpn(
     raise ValueError(
         f'the NasFpnSpec outputs levels {sorted(spec.output_block_levels)}; '
         f'the model has min_level..max_level {levels}')
-  norm_activation = model_config.norm_activation
   return nasfpn.NASFPN(
       input_specs=input_specs,
       min_level=model_config.min_level,
@@ -69,16 +67,11 @@ def build_tunable_nasfpn(
       num_filters=decoder_cfg.num_filters,
       num_repeats=decoder_cfg.num_repeats,
       use_separable_conv=decoder_cfg.use_separable_conv,
-      activation=norm_activation.activation,
-      use_sync_bn=norm_activation.use_sync_bn,
-      norm_momentum=norm_activation.norm_momentum,
-      norm_epsilon=norm_activation.norm_epsilon,
-      kernel_regularizer=l2_regularizer)
+      kernel_regularizer=l2_regularizer,
+      **blocks.norm_activation_kwargs(model_config.norm_activation))
 
 
 def apply_nasfpn(params: cfg.ExperimentConfig,
                  spec: search_spaces.NasFpnSpec) -> None:
   """Writes a `nasfpn` architecture as the config's decoder; keeps its backbone."""
-  decoder = params.task.model.decoder
-  decoder.type = 'tunable_nasfpn'
-  decoder.tunable_nasfpn.block_specs_json = pg.to_json_str(spec)
+  blocks.write_spec(params.task.model.decoder, 'tunable_nasfpn', spec)

@@ -147,10 +147,8 @@ def build_tunable_spinenet_mbconv(
 def _apply_backbone(params: cfg.ExperimentConfig, backbone_type: str,
                     spec: search_spaces.SpineNetSpec) -> None:
   """SpineNet outputs the feature pyramid itself: no decoder, as in Vertex."""
-  model = params.task.model
-  model.backbone.type = backbone_type
-  model.backbone.get().block_specs_json = pg.to_json_str(spec)
-  model.decoder.type = 'identity'
+  blocks.write_spec(params.task.model.backbone, backbone_type, spec)
+  params.task.model.decoder.type = 'identity'
 
 
 def apply_spinenet(params: cfg.ExperimentConfig,
