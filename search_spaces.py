@@ -52,6 +52,14 @@ def search_space_kind(name: str) -> str:
   return _KINDS[name]
 
 
+def augmentation_task(name: str) -> Optional[str]:
+  """'detection' or 'segmentation' for a registered augmentation space (its
+  op table), None for any other space."""
+  if _KINDS.get(name) != 'augmentation':
+    return None
+  return name.rsplit('_', 1)[1]
+
+
 def list_search_spaces() -> List[str]:
   """Names of the registered spaces, sorted."""
   return sorted(_REGISTRY)
@@ -570,11 +578,13 @@ def autoaugment_segmentation_search_space() -> pg.List:
   return autoaugment_search_space('segmentation')
 
 
-def _is_autoaugment_policy(spec: Any) -> bool:
-  """Whether `spec` has the [op_indices, magnitudes, probabilities] shape."""
-  return (isinstance(spec, list) and len(spec) == 3 and
-          all(isinstance(part, list) and
-              len(part) == AUTOAUGMENT_NUM_SUB_POLICIES for part in spec))
+def is_autoaugment_policy(spec: Any) -> bool:
+  """Whether `spec` has the [op_indices, magnitudes, probabilities] shape:
+  three lists with one entry per sub-policy (>= 1 of them), each a list."""
+  return (isinstance(spec, (list, tuple)) and len(spec) == 3 and
+          all(isinstance(part, (list, tuple)) and part for part in spec) and
+          len({len(part) for part in spec}) == 1 and
+          all(isinstance(sub, (list, tuple)) for part in spec for sub in part))
 
 
 def architecture_summary(spec: Any) -> str:
@@ -611,7 +621,7 @@ def architecture_summary(spec: Any) -> str:
   if isinstance(spec, RandAugmentSpec):
     return (f'randaugment[{spec.task}] num_ops={spec.num_ops} '
             f'magnitude={spec.magnitude}')
-  if _is_autoaugment_policy(spec):
+  if is_autoaugment_policy(spec):
     ops, magnitudes, probabilities = spec
     return ' | '.join(
         ' '.join(f'op{o}@m{m}p{p}' for o, m, p in zip(*sub_policy))
