@@ -8,12 +8,13 @@ import os
 
 NAS_PARAMS_FILE = 'nas_params_str.json'
 ARCHITECTURE_FILE = 'architecture.json'
+POLICY_FILE = 'augmentation_policy.json'
 METRICS_FILE = 'metrics.json'
 ERROR_FILE = 'error.json'
 LOG_FILE = 'trial.log'
 
 # Trial dirs of each stage under the job dir.
-STAGE_DIRS = {'search': 'trials'}
+STAGE_DIRS = {'search': 'trials', 'augment_search': 'augment_trials'}
 
 
 def trial_dir(job_dir: str, stage: str, trial_id: int) -> str:

@@ -8,9 +8,12 @@ trainer and evaluators (COCO AP, mIoU) run unchanged:
 
 import dataclasses
 import os
+from typing import Optional
 
+import tensorflow as tf
 import yaml
 
+from official.common import dataset_fn
 from official.core import config_definitions as cfg
 from official.core import exp_factory
 from official.core import task_factory
@@ -20,9 +23,15 @@ from official.vision.configs import decoders
 from official.vision.configs import image_classification
 from official.vision.configs import retinanet
 from official.vision.configs import semantic_segmentation
+from official.vision.dataloaders import input_reader
+from official.vision.dataloaders import input_reader_factory
+from official.vision.dataloaders import segmentation_input
+from official.vision.dataloaders import tf_example_decoder
+from official.vision.dataloaders import tf_example_label_map_decoder
 from official.vision.tasks import image_classification as image_classification_task
 from official.vision.tasks import retinanet as retinanet_task
 from official.vision.tasks import semantic_segmentation as segmentation_task
+from augment import parsers
 from trainer.architectures import efficientnet_v2
 from trainer.architectures import mnasnet
 from trainer.architectures import nasfpn
@@ -87,12 +96,55 @@ class NasRetinaNetModel(retinanet.RetinaNet):
 
 @dataclasses.dataclass
 class NasRetinaNetTask(retinanet.RetinaNetTask):
+  """`train_data.parser.aug_policy` may hold a searched policy's spec JSON."""
   model: NasRetinaNetModel = dataclasses.field(default_factory=NasRetinaNetModel)
+  augment_options: parsers.AugmentOptionsConfig = dataclasses.field(
+      default_factory=parsers.AugmentOptionsConfig)
 
 
 @task_factory.register_task_cls(NasRetinaNetTask)
 class NasRetinaNet(retinanet_task.RetinaNetTask):
-  """Model Garden's RetinaNet task, bound to the NAS config."""
+  """Model Garden's RetinaNet task, bound to the NAS config.
+
+  Training data with an augmentation policy gets the same decoder and parser
+  settings as Model Garden's `build_inputs`, in a parser that applies it.
+  """
+
+  def build_inputs(self, params: retinanet.DataConfig,
+                   input_context: Optional[tf.distribute.InputContext] = None):
+    policy = parsers.build_policy(params.parser.aug_policy, 'detection',
+                                  self.task_config.augment_options)
+    if policy is None or not params.is_training:
+      return super().build_inputs(params, input_context)
+    if params.tfds_name:
+      raise ValueError('augmentation policies read TFRecords, not tfds_name')
+    decoder_cfg = params.decoder.get()
+    if params.decoder.type == 'label_map_decoder':
+      decoder = tf_example_label_map_decoder.TfExampleDecoderLabelMap(
+          label_map=decoder_cfg.label_map,
+          regenerate_source_id=decoder_cfg.regenerate_source_id)
+    else:
+      decoder = tf_example_decoder.TfExampleDecoder(
+          regenerate_source_id=decoder_cfg.regenerate_source_id,
+          attribute_names=decoder_cfg.attribute_names)
+    model, parser_cfg = self.task_config.model, params.parser
+    parser = parsers.DetectionParser(
+        policy,
+        output_size=model.input_size[:2], min_level=model.min_level,
+        max_level=model.max_level, num_scales=model.anchor.num_scales,
+        aspect_ratios=model.anchor.aspect_ratios,
+        anchor_size=model.anchor.anchor_size, dtype=params.dtype,
+        match_threshold=parser_cfg.match_threshold,
+        unmatched_threshold=parser_cfg.unmatched_threshold,
+        box_coder_weights=model.detection_generator.box_coder_weights,
+        aug_rand_hflip=parser_cfg.aug_rand_hflip,
+        aug_rand_jpeg=parser_cfg.aug_rand_jpeg,
+        aug_scale_min=parser_cfg.aug_scale_min,
+        aug_scale_max=parser_cfg.aug_scale_max,
+        skip_crowd_during_training=parser_cfg.skip_crowd_during_training,
+        max_num_instances=parser_cfg.max_num_instances,
+        pad=parser_cfg.pad, keep_aspect_ratio=parser_cfg.keep_aspect_ratio)
+    return _read(params, decoder, parser, input_context)
 
 
 @dataclasses.dataclass
@@ -105,13 +157,57 @@ class NasSegmentationModel(semantic_segmentation.SemanticSegmentationModel):
 
 @dataclasses.dataclass
 class NasSegmentationTask(semantic_segmentation.SemanticSegmentationTask):
+  """`train_data.aug_policy` may hold a searched policy's spec JSON."""
   model: NasSegmentationModel = dataclasses.field(
       default_factory=NasSegmentationModel)
+  augment_options: parsers.AugmentOptionsConfig = dataclasses.field(
+      default_factory=parsers.AugmentOptionsConfig)
 
 
 @task_factory.register_task_cls(NasSegmentationTask)
 class NasSegmentation(segmentation_task.SemanticSegmentationTask):
-  """Model Garden's semantic segmentation task, bound to the NAS config."""
+  """Model Garden's semantic segmentation task, bound to the NAS config.
+
+  Training data with an augmentation policy gets Model Garden's parser
+  settings in a parser that applies it.
+  """
+
+  def build_inputs(self, params: semantic_segmentation.DataConfig,
+                   input_context: Optional[tf.distribute.InputContext] = None):
+    policy = parsers.build_policy(params.aug_policy, 'segmentation',
+                                  self.task_config.augment_options)
+    if policy is None or not params.is_training:
+      return super().build_inputs(params, input_context)
+    if params.tfds_name:
+      raise ValueError('augmentation policies read TFRecords, not tfds_name')
+    decoder = segmentation_input.Decoder(
+        image_feature=params.image_feature,
+        additional_dense_features=params.additional_dense_features)
+    parser = parsers.SegmentationParser(
+        policy,
+        output_size=params.output_size, crop_size=params.crop_size,
+        ignore_label=self.task_config.losses.ignore_label,
+        resize_eval_groundtruth=params.resize_eval_groundtruth,
+        gt_is_matting_map=self.task_config.losses.gt_is_matting_map,
+        groundtruth_padded_size=params.groundtruth_padded_size,
+        aug_scale_min=params.aug_scale_min, aug_scale_max=params.aug_scale_max,
+        aug_rand_hflip=params.aug_rand_hflip,
+        preserve_aspect_ratio=params.preserve_aspect_ratio, dtype=params.dtype,
+        image_feature=params.image_feature,
+        additional_dense_features=params.additional_dense_features,
+        centered_crop=params.centered_crop)
+    return _read(params, decoder, parser, input_context)
+
+
+def _read(params: cfg.DataConfig, decoder, parser,
+          input_context: Optional[tf.distribute.InputContext]):
+  """The dataset Model Garden's tasks read: decode, then parse for training."""
+  reader = input_reader_factory.input_reader_generator(
+      params, dataset_fn=dataset_fn.pick_dataset_fn(params.file_type),
+      decoder_fn=decoder.decode,
+      combine_fn=input_reader.create_combine_fn(params),
+      parser_fn=parser.parse_fn(params.is_training))
+  return reader.read(input_context=input_context)
 
 
 def _experiment(task: cfg.TaskConfig) -> cfg.ExperimentConfig:

@@ -21,6 +21,7 @@ from official.core import task_factory
 from official.core import train_lib
 from official.core import train_utils
 from official.vision.utils import summary_manager
+from augment import parsers
 import configs
 import search_spaces
 from trainer import architectures
@@ -45,8 +46,21 @@ TASK_FAMILIES = {
 }
 
 
+# The experiment an augmentation policy trains in, by its op table's task.
+AUGMENTATION_EXPERIMENTS = {'detection': 'nas_retinanet',
+                            'segmentation': 'nas_semantic_segmentation'}
+
+
+# Whose tiny CPU config a preview of each task's augmentation reads by default.
+PREVIEW_CONFIG_SPACES = {'detection': 'spinenet', 'segmentation': 'nasfpn'}
+
+
 class TrialInputs(NamedTuple):
-  """Everything that defines a trial, besides its architecture."""
+  """Everything that defines a trial, besides what it searches.
+
+  With an augmentation space the trial searches a policy for the fixed
+  architecture `base_nas_params_str` of `base_search_space`.
+  """
   search_space: str
   experiment: str = ''
   config_file: str = ''
@@ -54,15 +68,18 @@ class TrialInputs(NamedTuple):
   train_data: str = ''
   eval_data: str = ''
   data_dir: str = ''  # Where built-in data is written when no data is given.
+  base_search_space: str = ''
+  base_nas_params_str: str = ''
 
 
 class PreparedTrial(NamedTuple):
-  spec: Any
+  spec: Any  # The architecture.
   nas_params_str: str
   experiment: str
   config_file: str  # Resolved path of the YAML the config came from.
   params: cfg.ExperimentConfig
   seed: int
+  policy_spec: Any = None  # The augmentation policy, in augmentation trials.
 
 
 def prepare(inputs: TrialInputs, nas_params_str: str,
@@ -71,19 +88,62 @@ def prepare(inputs: TrialInputs, nas_params_str: str,
 
   Raises a ValueError subclass or FileNotFoundError with a one-line message.
   """
-  space = search_spaces.get_search_space(inputs.search_space)
-  dna = search_spaces.dna_from_nas_params(space, nas_params_str)
-  spec = search_spaces.materialize(space, dna)
+  searched = _materialize(inputs.search_space, nas_params_str)
+  augmentation_task = search_spaces.augmentation_task(inputs.search_space)
+  policy_spec = None
+  if augmentation_task:
+    if not (inputs.base_search_space and inputs.base_nas_params_str):
+      raise ValueError(
+          f'{inputs.search_space} searches a policy for a fixed architecture: '
+          'give its --base_search_space and --base_nas_params_str (or '
+          '--base_job_dir)')
+    policy_spec, arch_space = searched, inputs.base_search_space
+    spec = _materialize(arch_space, inputs.base_nas_params_str)
+  else:
+    spec, arch_space = searched, inputs.search_space
   binding = architectures.binding_for(spec)
-  experiment = inputs.experiment or binding.default_experiment
+  experiment = inputs.experiment or AUGMENTATION_EXPERIMENTS.get(
+      augmentation_task, binding.default_experiment)
+  family = _family(experiment)
+  if augmentation_task and augmentation_task != family.name:
+    raise ValueError(f'{inputs.search_space} augments {augmentation_task} '
+                     f'data; experiment {experiment} trains {family.name}')
+  config_file = configs.resolve(
+      inputs.config_file or
+      _default_config(arch_space, binding.config_space, family.name))
+  params = _load_config(inputs, experiment, config_file, seed)
+  architectures.apply_architecture(params, spec)
+  if policy_spec is not None:
+    _apply_policy(params, family.name, policy_spec)
+  params.lock()
+  return PreparedTrial(spec, nas_params_str, experiment, config_file, params,
+                       seed, policy_spec)
+
+
+def data_config(inputs: TrialInputs, task: str) -> cfg.ExperimentConfig:
+  """`task`'s experiment config with its data resolved and no architecture:
+  what an augmentation preview reads images and pixel constants from.
+
+  The default config is the task's tiny CPU config of PREVIEW_CONFIG_SPACES.
+  """
+  experiment = inputs.experiment or AUGMENTATION_EXPERIMENTS[task]
+  config_file = configs.resolve(
+      inputs.config_file or f'{PREVIEW_CONFIG_SPACES[task]}_{task}_search_cpu')
+  return _load_config(inputs, experiment, config_file, seed=0)
+
+
+def _family(experiment: str) -> TaskFamily:
   if experiment not in TASK_FAMILIES:
     raise experiments.ConfigError(
         f'unknown experiment {experiment!r}; valid: '
         f'{", ".join(sorted(TASK_FAMILIES))}')
-  family = TASK_FAMILIES[experiment]
-  config_file = configs.resolve(
-      inputs.config_file or
-      _default_config(inputs.search_space, binding.config_space, family.name))
+  return TASK_FAMILIES[experiment]
+
+
+def _load_config(inputs: TrialInputs, experiment: str, config_file: str,
+                 seed: int) -> cfg.ExperimentConfig:
+  """The experiment's config from its file and overrides, with data and seed."""
+  family = _family(experiment)
   params = experiments.load_experiment_config(
       experiment, config_file, inputs.params_override)
   params.override({'task': _data_override(inputs, params, family.name)},
@@ -93,10 +153,23 @@ def prepare(inputs: TrialInputs, nas_params_str: str,
     raise experiments.ConfigError(
         'task.model.num_classes must be set for your own data '
         '(config file or --params_override)')
-  architectures.apply_architecture(params, spec)
-  params.lock()
-  return PreparedTrial(spec, nas_params_str, experiment, config_file, params,
-                       seed)
+  return params
+
+
+def _materialize(space_name: str, nas_params_str: str) -> Any:
+  space = search_spaces.get_search_space(space_name)
+  return search_spaces.materialize(
+      space, search_spaces.dna_from_nas_params(space, nas_params_str))
+
+
+def _apply_policy(params: cfg.ExperimentConfig, task: str,
+                  policy_spec: Any) -> None:
+  """Puts the policy where the platform's configs carry it, once it builds."""
+  spec_json = pg.to_json_str(policy_spec)
+  parsers.build_policy(spec_json, task, params.task.augment_options)
+  train_data = params.task.train_data
+  (train_data.parser if task == 'detection' else train_data).aug_policy = (
+      spec_json)
 
 
 def _default_config(space: str, config_space: str, task: str) -> str:
@@ -174,6 +247,9 @@ def run(prepared: PreparedTrial, trial_dir: str,
                       prepared.nas_params_str)
   artifacts.write_text(os.path.join(trial_dir, artifacts.ARCHITECTURE_FILE),
                       pg.to_json_str(prepared.spec, json_indent=1))
+  if prepared.policy_spec is not None:
+    artifacts.write_text(os.path.join(trial_dir, artifacts.POLICY_FILE),
+                        pg.to_json_str(prepared.policy_spec, json_indent=1))
   train_utils.serialize_config(prepared.params, trial_dir)
   params = prepared.params
   tf_keras.utils.set_random_seed(prepared.seed)
