@@ -10,6 +10,7 @@ NAS_PARAMS_FILE = 'nas_params_str.json'
 ARCHITECTURE_FILE = 'architecture.json'
 POLICY_FILE = 'augmentation_policy.json'
 METRICS_FILE = 'metrics.json'
+EVALUATIONS_FILE = 'evaluations.jsonl'  # Appended as the trial evaluates.
 ERROR_FILE = 'error.json'
 LOG_FILE = 'trial.log'
 

@@ -47,17 +47,25 @@ class RunningTrial:
     self._deadline = time.monotonic() + timeout_s if timeout_s else None
     self._timeout_s = timeout_s
 
+  @property
+  def trial_dir(self) -> str:
+    return self._trial_dir
+
   def poll(self) -> Optional[TrialOutcome]:
     returncode = self._process.poll()
     if returncode is None:
       if self._deadline is None or time.monotonic() < self._deadline:
         return None
-      self._process.kill()
-      self._process.wait()
-      self._log.close()
+      self.stop()
       return TrialOutcome(None, f'timed out after {self._timeout_s:g} s')
     self._log.close()
     return read_outcome(self._trial_dir, returncode)
+
+  def stop(self) -> None:
+    """Ends the trial process now (timeout, early stopping)."""
+    self._process.kill()
+    self._process.wait()
+    self._log.close()
 
   def wait(self) -> TrialOutcome:
     while True:
@@ -79,7 +87,8 @@ class LocalExecutor:
 
   def start(self, argv: List[str], trial_dir: str) -> RunningTrial:
     os.makedirs(trial_dir, exist_ok=True)
-    for stale in (artifacts.METRICS_FILE, artifacts.ERROR_FILE):
+    for stale in (artifacts.METRICS_FILE, artifacts.ERROR_FILE,
+                  artifacts.EVALUATIONS_FILE):
       if os.path.exists(os.path.join(trial_dir, stale)):
         os.remove(os.path.join(trial_dir, stale))
     env = dict(os.environ)

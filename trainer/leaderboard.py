@@ -22,19 +22,24 @@ def trial_line(trial: store_lib.Trial, summary: str = '') -> str:
   return f'{text} | {summary}' if summary else text
 
 
+def ranked(trials: List[store_lib.Trial]) -> List[store_lib.Trial]:
+  """Trained, rewarded trials, best first (infeasible ones were not trained)."""
+  return sorted((t for t in trials if t.reward is not None and
+                 t.status != store_lib.INFEASIBLE),
+                key=lambda t: (-t.reward, t.id))
+
+
 def best(trials: List[store_lib.Trial]) -> Optional[store_lib.Trial]:
-  done = [t for t in trials if t.reward is not None]
-  return max(done, key=lambda t: (t.reward, -t.id)) if done else None
+  done = ranked(trials)
+  return done[0] if done else None
 
 
 def table(trials: List[store_lib.Trial], summarize: Callable[[str], str],
           top: int = 10) -> str:
   """The best `top` trials by reward, then counts by status."""
-  ranked = sorted((t for t in trials if t.reward is not None),
-                  key=lambda t: (-t.reward, t.id))[:top]
   lines = [f'{"rank":>4} {"trial":>5} {"reward":>8} {"accuracy":>8} '
            f'{"MAdds(B)":>9} {"params":>9}  architecture']
-  for rank, t in enumerate(ranked, 1):
+  for rank, t in enumerate(ranked(trials)[:top], 1):
     m = t.metrics or {}
     lines.append(
         f'{rank:>4} {t.id:>5} {t.reward:>8.4f} '

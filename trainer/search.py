@@ -9,12 +9,13 @@ replaying the recorded history (see algorithms.replay).
 import fcntl
 import os
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pyglove as pg
 
 import search_spaces
 from trainer import algorithms
+from trainer import early_stopping as early_stopping_lib
 from trainer import executors
 from trainer import leaderboard
 from trainer import reward as reward_lib
@@ -70,12 +71,23 @@ class Search:
                launch: Callable[[store_lib.Trial], Any],
                reward: reward_lib.Reward, max_trials: int,
                max_failed_trials: int, progress: Callable[[str], None] = print,
-               max_parallel_trials: int = 1):
+               max_parallel_trials: int = 1,
+               feedback_value: Optional[Callable[[str, dict, float], Any]] = None,
+               screen: Optional[Callable[[str], Optional[Tuple[dict, str]]]] = None,
+               early_stopping: Optional[early_stopping_lib.MedianStopping] = None):
+    """`feedback_value(status, metrics, reward)` is what the algorithm is fed
+    for a rewarded trial: its reward by default, objectives for NSGA-II, None
+    for nothing; a ValueError fails the trial. `screen(params)`
+    returns (metrics, reason) for a candidate to record as infeasible without
+    training it, or None to train it."""
     self.store, self.stage, self.space = store, stage, space
     self.algorithm, self.launch, self.reward = algorithm, launch, reward
     self.max_trials, self.max_failed_trials = max_trials, max_failed_trials
     self.max_parallel_trials = max(1, max_parallel_trials)
     self.progress = progress
+    self.feedback_value = feedback_value or (lambda status, metrics, reward:
+                                             reward)
+    self.screen, self.early_stopping = screen, early_stopping
     self.dna_spec = pg.dna_spec(space)  # Costly to derive: computed once.
 
   def _from_params(self, nas_params_str: str) -> pg.DNA:
@@ -91,14 +103,15 @@ class Search:
     trials = self.store.trials(self.stage)
     proposals = algorithms.replay(self.algorithm, trials,
                                   search_spaces.nas_params_from_dna,
-                                  self._from_params)
+                                  self._from_params, self.feedback_value)
     if trials:
       self.progress(f'resuming: {len(trials)} trials in the store')
     in_flight: Dict[int, Tuple[store_lib.Trial, pg.DNA, Any, float]] = {}
     for trial in trials:
       if trial.status == store_lib.RUNNING:
         self.store.restart_trial(self.stage, trial.id)
-        self._start(trial, proposals[trial.id], in_flight, restarted=True)
+        if not self._screened_out(trial, proposals[trial.id]):
+          self._start(trial, proposals[trial.id], in_flight, restarted=True)
     exhausted = False
     while True:
       while len(in_flight) < self.max_parallel_trials and not exhausted:
@@ -113,7 +126,8 @@ class Search:
           break
         trial = self.store.add_trial(self.stage,
                                      search_spaces.nas_params_from_dna(dna))
-        self._start(trial, dna, in_flight)
+        if not self._screened_out(trial, dna):
+          self._start(trial, dna, in_flight)
       if not in_flight:
         break
       self._collect(in_flight)
@@ -136,11 +150,33 @@ class Search:
                   f'{self.summary(trial.nas_params_str)}')
     in_flight[trial.id] = (trial, dna, self.launch(trial), time.time())
 
+  def _screened_out(self, trial, dna) -> bool:
+    """Records a candidate the screen rejects as infeasible, untrained."""
+    verdict = self.screen(trial.nas_params_str) if self.screen else None
+    if verdict is None:
+      return False
+    metrics, reason = verdict
+    self.progress(f'trial {trial.id:>3}/{self.max_trials} infeasible | '
+                  f'{self.summary(trial.nas_params_str)}')
+    self._finish(trial, dna, store_lib.INFEASIBLE, metrics, 0.0, reason,
+                 time.time())
+    return True
+
   def _collect(self, in_flight) -> None:
-    """Waits until at least one trial in flight ended; records those that did."""
+    """Waits until at least one trial in flight ended or was stopped early;
+    records those."""
     while True:
-      ended = [(i, outcome) for i, (_, _, handle, _) in in_flight.items()
-               for outcome in [handle.poll()] if outcome is not None]
+      ended = []
+      for trial_id, (trial, _, handle, _) in in_flight.items():
+        outcome = handle.poll()
+        if outcome is None and self.early_stopping:
+          partial = self.early_stopping.check(
+              handle.trial_dir, self.store.trials(self.stage))
+          if partial is not None:
+            handle.stop()
+            outcome = executors.TrialOutcome(partial, None)
+        if outcome is not None:
+          ended.append((trial_id, outcome))
       if ended:
         break
       time.sleep(executors.POLL_S)
@@ -150,17 +186,28 @@ class Search:
 
   def _record(self, trial, dna, outcome: executors.TrialOutcome,
               started: float) -> None:
-    reward, error = None, outcome.error
-    if outcome.metrics is not None:
+    reward, error, metrics = None, outcome.error, outcome.metrics
+    status = (store_lib.STOPPED if metrics and 'early_stopped_at_step' in metrics
+              else store_lib.COMPLETED)
+    if metrics is not None:
       try:
-        reward = self.reward(outcome.metrics)
+        reward = self.reward(metrics)
+        self.feedback_value(status, metrics, reward)
       except ValueError as e:
-        error = str(e)
+        reward, error = None, str(e)
+    if reward is None:
+      status = store_lib.FAILED
+    self._finish(trial, dna, status, metrics, reward, error, started)
+
+  def _finish(self, trial, dna, status, metrics, reward, error,
+              started) -> None:
+    """Stores the trial's end; a rewarded trial is fed back to the algorithm."""
+    self.store.finish_trial(self.stage, trial.id, status, metrics, reward,
+                            error)
     if reward is not None:
-      self.store.complete_trial(self.stage, trial.id, outcome.metrics, reward)
-      self.algorithm.feedback(dna, reward)
-    else:
-      self.store.fail_trial(self.stage, trial.id, error, outcome.metrics)
+      value = self.feedback_value(status, metrics, reward)
+      if value is not None:
+        self.algorithm.feedback(dna, value)
     done = self.store.trial(self.stage, trial.id)
     self.progress(leaderboard.trial_line(done) +
                   f' (this run {time.time() - started:.1f}s)')

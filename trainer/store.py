@@ -18,7 +18,12 @@ STORE_FILE = 'nas_garden.db'
 RUNNING = 'running'
 COMPLETED = 'completed'
 FAILED = 'failed'
-FINISHED_STATES = (COMPLETED, FAILED)
+# Over a hard budget before training (not trained): the algorithm is told
+# reward 0 so it learns to avoid such candidates.
+INFEASIBLE = 'infeasible'
+# Stopped by the early-stopping rule: rewarded on its partial metrics.
+STOPPED = 'stopped'
+FINISHED_STATES = (COMPLETED, FAILED, INFEASIBLE, STOPPED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -188,13 +193,19 @@ class Store:
 
   def complete_trial(self, stage: str, trial_id: int, metrics: Dict[str, Any],
                      reward: float) -> None:
-    self._finish(stage, trial_id, COMPLETED, metrics, reward, None)
+    self.finish_trial(stage, trial_id, COMPLETED, metrics, reward)
 
   def fail_trial(self, stage: str, trial_id: int, error: str,
                  metrics: Optional[Dict[str, Any]] = None) -> None:
-    self._finish(stage, trial_id, FAILED, metrics, None, error)
+    self.finish_trial(stage, trial_id, FAILED, metrics, error=error)
 
-  def _finish(self, stage, trial_id, status, metrics, reward, error) -> None:
+  def finish_trial(self, stage: str, trial_id: int, status: str,
+                   metrics: Optional[Dict[str, Any]] = None,
+                   reward: Optional[float] = None,
+                   error: Optional[str] = None) -> None:
+    """Ends a running trial; a reward gets the next feedback number."""
+    if status not in FINISHED_STATES:
+      raise ValueError(f'{status!r} is not a finished state')
     with self._transaction():
       feedback_seq = self.num_feedbacks(stage) if reward is not None else None
       updated = self._db.execute(

@@ -26,6 +26,7 @@ import pyglove as pg
 import search_spaces
 from trainer import algorithms
 from trainer import artifacts
+from trainer import early_stopping
 from trainer import executors
 from trainer import leaderboard
 from trainer import reward as reward_lib
@@ -35,6 +36,9 @@ from trainer import store as store_lib
 PROCESS_START = time.time()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TensorFlow loads.
 
+# --multi_objective_cost -> the metric trials report for it.
+MULTI_OBJECTIVE_COSTS = {'flops': 'multi_add_flops_billion',
+                         'latency': 'latency_ms', 'memory': 'memory_mb'}
 MODES = ('search', 'augment_search', 'augment_preview', 'trial', 'list',
          'make_data')
 STAGES = ('search', 'augment_search')
@@ -65,7 +69,30 @@ flags.DEFINE_integer('tournament_size', 5, 'regularized_evolution tournament.')
 flags.DEFINE_integer('seed', 0, 'Seeds the algorithm and every trial.')
 flags.DEFINE_float('target_flops_multi_adds_billion', 0.0,
                    'FLOPs target (billions of multiply-adds) of the MnasNet '
-                   'reward; 0: reward = accuracy.')
+                   'reward; 0: none.')
+flags.DEFINE_float('target_device_latency_ms', 0.0,
+                   'Latency target of the MnasNet reward, measured on this '
+                   'machine from each trained model\'s batch-1 SavedModel; '
+                   '0: none.')
+flags.DEFINE_float('target_memory_mb', 0.0,
+                   'Memory target of the MnasNet reward (peak while serving '
+                   'one image); 0: none.')
+flags.DEFINE_float('max_flops_multi_adds_billion', 0.0,
+                   'Hard budget: candidates whose FLOPs, estimated from the '
+                   'untrained model, exceed it are recorded as infeasible and '
+                   'not trained; 0: none.')
+flags.DEFINE_enum('multi_objective_cost', 'flops', list(MULTI_OBJECTIVE_COSTS),
+                  'nsga2: the cost traded against the reward metric.')
+flags.DEFINE_enum('early_stopping', 'none', early_stopping.RULES,
+                  'median: stop a trial whose metric at --early_stopping_step '
+                  'is below the median of finished trials there.')
+flags.DEFINE_integer('early_stopping_step', 0,
+                     'Train step at which the rule applies; default the first '
+                     'evaluation (trainer.validation_interval).')
+flags.DEFINE_integer('early_stopping_min_trials', 3,
+                     'Finished trials needed before the rule stops any.')
+flags.DEFINE_bool('measure_latency', False,
+                  '--mode=trial: measure latency and memory after training.')
 flags.DEFINE_float('reward_exponent', 1.0,
                    'w of the MnasNet reward acc * (T/m)^w.')
 flags.DEFINE_enum('reward_mode', 'hard', ['hard', 'soft'],
@@ -162,7 +189,8 @@ def run_trial_mode() -> None:
                            _given_base_nas_params())
     prepared = trial.prepare(inputs, _read_nas_params(FLAGS.nas_params_str),
                              FLAGS.seed)
-    metrics = trial.run(prepared, trial_dir, started_at=PROCESS_START)
+    metrics = trial.run(prepared, trial_dir, started_at=PROCESS_START,
+                        measure_latency=FLAGS.measure_latency)
   except Exception as e:
     os.makedirs(trial_dir, exist_ok=True)
     artifacts.write_text(os.path.join(trial_dir, artifacts.ERROR_FILE),
@@ -185,10 +213,17 @@ def _search_identity(inputs, prepared, algorithm: str) -> dict:
       'seed': FLAGS.seed, 'experiment': prepared.experiment,
       'config': config_text, 'params_override': inputs.params_override,
       'train_data': inputs.train_data, 'eval_data': inputs.eval_data,
-      'target_flops_multi_adds_billion': FLAGS.target_flops_multi_adds_billion,
       'reward_exponent': FLAGS.reward_exponent, 'reward_mode': FLAGS.reward_mode,
       'reward_metric': FLAGS.reward_metric,
+      'max_flops_multi_adds_billion': FLAGS.max_flops_multi_adds_billion,
+      'early_stopping': FLAGS.early_stopping,
   }
+  identity.update({flag: FLAGS[flag].value for flag in reward_lib.COST_METRICS})
+  if FLAGS.early_stopping != 'none':
+    identity.update(early_stopping_step=FLAGS.early_stopping_step,
+                    early_stopping_min_trials=FLAGS.early_stopping_min_trials)
+  if algorithm == 'nsga2':
+    identity.update(multi_objective_cost=FLAGS.multi_objective_cost)
   if inputs.base_search_space:
     identity.update(base_search_space=inputs.base_search_space,
                     base_nas_params_str=inputs.base_nas_params_str)
@@ -210,13 +245,19 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
   if FLAGS.max_parallel_trials < 1:
     raise UsageError('--max_parallel_trials must be at least 1')
   reward = reward_lib.Reward(
-      targets={'multi_add_flops_billion': FLAGS.target_flops_multi_adds_billion},
+      targets={metric: FLAGS[flag].value
+               for flag, metric in reward_lib.COST_METRICS.items()},
       exponent=FLAGS.reward_exponent, hard=FLAGS.reward_mode == 'hard',
       metric=FLAGS.reward_metric)
+  cost_metric = MULTI_OBJECTIVE_COSTS[FLAGS.multi_objective_cost]
+  measure_latency = bool(
+      FLAGS.target_device_latency_ms or FLAGS.target_memory_mb or
+      (algorithm.multi_objective and FLAGS.multi_objective_cost != 'flops'))
   # Builds a config with a sample architecture: every flag, file and the data
   # are checked before the store is touched.
   sample = pg.random_dna(pg.dna_spec(space), random.Random(FLAGS.seed))
   prepared = trial.prepare(inputs, search_spaces.nas_params_from_dna(sample))
+  stopping = _early_stopping(prepared.params.trainer, reward)
   identity = _search_identity(inputs, prepared, algorithm_name)
   store = store_lib.Store.open(job_dir, create=True)
   with search.ControllerLock(job_dir):
@@ -236,19 +277,56 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
               'job_dir': job_dir, 'stage': stage, 'trial_id': t.id,
               'seed': FLAGS.seed * 100003 + t.id,
               'nas_params_str': t.nas_params_str,
+              'measure_latency': measure_latency,
           }),
           artifacts.trial_dir(job_dir, stage, t.id))
+
+    def feedback_value(status, metrics, trial_reward):
+      """NSGA-II gets (quality, -cost); an infeasible candidate, untrained,
+      gets (0, -cost) where its cost is known and nothing otherwise."""
+      if not algorithm.multi_objective:
+        return trial_reward
+      if status == store_lib.INFEASIBLE:
+        cost = metrics.get(cost_metric)
+        return None if cost is None else (0.0, -cost)
+      return reward_lib.objectives(metrics, reward, cost_metric)
+
+    budget = FLAGS.max_flops_multi_adds_billion
+
+    def screen(nas_params_str):
+      flops = trial.estimate_flops(trial.prepare(inputs, nas_params_str))
+      if flops is None or flops <= budget:
+        return None
+      return ({'multi_add_flops_billion': flops},
+              f'estimated {flops:.4g} B multiply-adds exceed the budget '
+              f'{budget:g} B')
 
     controller = search.Search(
         store, stage, space, algorithm, launch, reward,
         max_trials, FLAGS.max_failed_trials,
         progress=lambda line: print(line, flush=True),
-        max_parallel_trials=FLAGS.max_parallel_trials)
+        max_parallel_trials=FLAGS.max_parallel_trials,
+        feedback_value=feedback_value, screen=screen if budget else None,
+        early_stopping=stopping)
     print(f'{stage} {inputs.search_space} with {algorithm_name} in {job_dir}: '
           f'{max_trials} trials', flush=True)
     trials = controller.run()
     print(leaderboard.table(trials, controller.summary))
     print(leaderboard.best_report(trials))
+
+
+def _early_stopping(trainer, reward):
+  """The --early_stopping rule, checked against the config's evaluations."""
+  if FLAGS.early_stopping == 'none':
+    return None
+  step = FLAGS.early_stopping_step or trainer.validation_interval
+  if not 0 < trainer.validation_interval <= step < trainer.train_steps:
+    raise UsageError(
+        f'--early_stopping needs an evaluation at or after step {step} and '
+        f'before the last (trainer.train_steps={trainer.train_steps}, '
+        f'trainer.validation_interval={trainer.validation_interval})')
+  return early_stopping.MedianStopping(step, reward.quality,
+                                       FLAGS.early_stopping_min_trials)
 
 
 def run_search_mode() -> None:

@@ -28,6 +28,7 @@ from trainer import architectures
 from trainer import artifacts
 from trainer import data
 from trainer import experiments
+from trainer import latency
 from trainer import scenes
 
 
@@ -212,14 +213,29 @@ def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig,
 
 
 class EvalRecorder:
-  """Orbit eval action keeping each evaluation's scalar metrics."""
+  """Orbit eval action keeping each evaluation's scalar metrics (named as in
+  metrics.json, with the step) and appending them to evaluations.jsonl as
+  they come, for the controller's early stopping.
 
-  def __init__(self):
+  Orbit evaluates every `validation_interval` steps and at the end, counting
+  from the step a re-run trial restores from its checkpoint.
+  """
+
+  def __init__(self, path: str, experiment: str, params: cfg.ExperimentConfig,
+               first_step: int):
     self.records: List[Dict[str, float]] = []
+    self._path, self._experiment = path, experiment
+    self._interval = params.trainer.validation_interval
+    self._last_step, self._first_step = params.trainer.train_steps, first_step
 
   def __call__(self, output: Dict[str, Any]) -> None:
-    self.records.append({k: float(v) for k, v in output.items()
-                         if np.ndim(v) == 0})
+    record = _final_metrics(self._experiment, {
+        k: float(v) for k, v in output.items() if np.ndim(v) == 0})
+    record['step'] = min(self._last_step, self._first_step +
+                         self._interval * (len(self.records) + 1))
+    self.records.append(record)
+    with open(self._path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
 
 
 class LoopTimer:
@@ -238,9 +254,25 @@ class LoopTimer:
     return steps_per_loop * (len(self.times) - 1) / (self.times[-1] - self.times[0])
 
 
+def estimate_flops(prepared: PreparedTrial) -> Optional[float]:
+  """Multiply-adds (billions) of one image through the untrained model: what
+  the controller screens candidates with before training any."""
+  try:
+    model = task_factory.get_task(prepared.params.task).build_model()
+    flops = _count_flops(model, prepared.params.task.model.input_size)
+  finally:
+    tf_keras.backend.clear_session()
+  return flops / 2 / 1e9 if flops else None
+
+
 def run(prepared: PreparedTrial, trial_dir: str,
-        started_at: Optional[float] = None) -> Dict[str, Any]:
-  """Trains and evaluates the prepared trial; writes and returns its metrics."""
+        started_at: Optional[float] = None,
+        measure_latency: bool = False) -> Dict[str, Any]:
+  """Trains and evaluates the prepared trial; writes and returns its metrics.
+
+  With `measure_latency` the trained model is exported as a batch-1
+  SavedModel and its latency and memory measured on this machine.
+  """
   started_at = started_at or time.time()
   os.makedirs(trial_dir, exist_ok=True)
   artifacts.write_text(os.path.join(trial_dir, artifacts.NAS_PARAMS_FILE),
@@ -262,7 +294,11 @@ def run(prepared: PreparedTrial, trial_dir: str,
       tpu_address=runtime.tpu)
   with strategy.scope():
     task = task_factory.get_task(params.task, logging_dir=trial_dir)
-  train_loops, evals = LoopTimer(), EvalRecorder()
+  restored = tf.train.latest_checkpoint(trial_dir)
+  train_loops = LoopTimer()
+  evals = EvalRecorder(
+      os.path.join(trial_dir, artifacts.EVALUATIONS_FILE), prepared.experiment,
+      params, int(restored.rsplit('-', 1)[1]) if restored else 0)
   setup_done = time.time()
   model, _ = train_lib.run_experiment(
       distribution_strategy=strategy, task=task, mode='train_and_eval',
@@ -275,7 +311,7 @@ def run(prepared: PreparedTrial, trial_dir: str,
     raise RuntimeError('the trial ran no evaluation; check trainer.train_steps '
                        'and trainer.validation_interval')
   flops = _count_flops(model, params.task.model.input_size)
-  metrics = _final_metrics(prepared.experiment, evals.records[-1])
+  metrics = {k: v for k, v in evals.records[-1].items() if k != 'step'}
   metrics.update({
       'multi_add_flops_billion': flops / 2 / 1e9 if flops else None,
       'params': int(model.count_params()),
@@ -287,6 +323,9 @@ def run(prepared: PreparedTrial, trial_dir: str,
       'total_s': time.time() - started_at,
       'evaluations': evals.records,
   })
+  if measure_latency:
+    metrics.update(latency.export_and_measure(
+        params, tf.train.latest_checkpoint(trial_dir), trial_dir))
   artifacts.write_text(os.path.join(trial_dir, artifacts.METRICS_FILE),
                       json.dumps(metrics, indent=1))
   return metrics

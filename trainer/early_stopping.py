@@ -1,0 +1,63 @@
+"""The median stopping rule: end a trial that is already behind its peers.
+
+A trial appends each evaluation to `evaluations.jsonl` in its dir as it
+trains (metrics named as in metrics.json, plus `step`). Once it has evaluated
+at or after `step`, its quality there is compared with the finished trials'
+at the same step; below their median, it is stopped and rewarded on what it
+reached.
+"""
+
+import json
+import os
+import statistics
+from typing import Any, Callable, Dict, List, Optional
+
+from trainer import artifacts
+from trainer import store as store_lib
+
+RULES = ('none', 'median')
+
+
+def evaluation_at(evaluations: List[Dict[str, Any]],
+                  step: int) -> Optional[Dict[str, Any]]:
+  """The first evaluation at or after `step`, or None."""
+  return next((e for e in evaluations if e.get('step', 0) >= step), None)
+
+
+def read_evaluations(trial_dir: str) -> List[Dict[str, Any]]:
+  """The evaluations a running trial has written so far (whole lines only)."""
+  path = os.path.join(trial_dir, artifacts.EVALUATIONS_FILE)
+  try:
+    with open(path) as f:
+      lines = f.read().split('\n')
+  except FileNotFoundError:
+    return []
+  return [json.loads(line) for line in lines[:-1] if line]
+
+
+class MedianStopping:
+  """Stops a trial whose quality at `step` is below the finished trials'
+  median there; needs `min_trials` finished trials that reached `step`."""
+
+  def __init__(self, step: int, quality: Callable[[Dict[str, Any]], float],
+               min_trials: int = 3):
+    if step < 1 or min_trials < 1:
+      raise ValueError('early stopping needs step >= 1 and min_trials >= 1')
+    self.step, self.quality, self.min_trials = step, quality, min_trials
+
+  def check(self, trial_dir: str,
+            finished: List[store_lib.Trial]) -> Optional[Dict[str, Any]]:
+    """The partial metrics to stop the trial with, or None to let it run."""
+    current = evaluation_at(read_evaluations(trial_dir), self.step)
+    if current is None:
+      return None
+    peers = [evaluation_at(t.metrics.get('evaluations', []), self.step)
+             for t in finished
+             if t.status in (store_lib.COMPLETED, store_lib.STOPPED)]
+    peers = [self.quality(p) for p in peers if p is not None]
+    if len(peers) < self.min_trials:
+      return None
+    if self.quality(current) >= statistics.median(peers):
+      return None
+    return dict(current, early_stopped_at_step=current['step'],
+                evaluations=read_evaluations(trial_dir))
