@@ -105,3 +105,35 @@ def test_trial_bad_nas_params(tmp_path, case):
 def test_list_of_missing_job_dir(tmp_path):
   result = cli('--mode=list', f'--job_dir={tmp_path / "none"}')
   _assert_one_line_error(result, 'no nas-garden job in')
+
+
+AUGMENT_CASES = {
+    'not an augmentation space': (
+        ['--search_space=mnasnet', '--base_search_space=mnasnet',
+         f'--base_nas_params_str={_sample("mnasnet")}'],
+        '--search_space=mnasnet is not an augmentation space; valid: '
+        'autoaugment_detection, autoaugment_segmentation, randaugment_detection'),
+    'base space missing': (
+        [f'--base_nas_params_str={_sample("mnasnet")}'],
+        '--base_search_space is required with --base_nas_params_str'),
+    'foreign base architecture': (
+        ['--base_search_space=spinenet',
+         f'--base_nas_params_str={_sample("mnasnet")}'],
+        'not in this search space'),
+    'no base job': (['--base_job_dir=/no/such/job'], 'no nas-garden job in'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(AUGMENT_CASES))
+def test_augment_search_bad_input(tmp_path, case):
+  extra, expected = AUGMENT_CASES[case]
+  result = cli('--mode=augment_search', f'--job_dir={tmp_path / "job"}', *extra)
+  _assert_one_line_error(result, expected)
+  assert not (tmp_path / 'job' / 'nas_garden.db').exists()
+
+
+def test_augment_preview_needs_a_policy(tmp_path):
+  result = cli('--mode=augment_preview', f'--job_dir={tmp_path}',
+               '--search_space=randaugment_detection')
+  _assert_one_line_error(result, '--nas_params_str is required with '
+                         '--mode=augment_preview')
