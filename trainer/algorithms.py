@@ -36,19 +36,25 @@ class OneDecisionMutator(pg.evolution.Mutator):
   enables are drawn at random. A subchoice of a distinct multi-choice that
   takes a sibling's candidate swaps with it; one of a sorted multi-choice
   moves between its neighbours. A DNA with no other valid value comes back as
-  it is.
+  it is. Spaces with float or custom decisions get PyGlove's Uniform mutation.
   """
 
   def _on_bound(self):
     super()._on_bound()
     self._random = random.Random(self.seed)
-    self._tables: Dict[int, ppo_lib.DecisionTable] = {}
+    self._uniform = pg.evolution.mutators.Uniform(seed=self.seed)
+    self._spec, self._table = None, None
 
   def mutate(self, dna: pg.DNA, step: int = 0) -> pg.DNA:
-    del step
-    table = self._tables.get(id(dna.spec))
-    if table is None:
-      table = self._tables[id(dna.spec)] = ppo_lib.DecisionTable(dna.spec)
+    if dna.spec is not self._spec:
+      self._spec = dna.spec
+      try:
+        self._table = ppo_lib.DecisionTable(dna.spec)
+      except ValueError:
+        self._table = None
+    if self._table is None:
+      return self._uniform.mutate(dna, step)
+    table = self._table
     values = list(table.values_from_dna(dna))
     movable = [(t, others) for t in range(len(table)) if values[t] >= 0
                for others in [_other_candidates(table, t, values)] if others]
@@ -89,12 +95,29 @@ def _decisions_key(dna: pg.DNA) -> int:
   return hash(tuple(dna.to_numbers()))
 
 
+class _Deduped(pg.geno.Deduping):
+  """Proposes no architecture already rewarded (by its decisions).
+
+  PyGlove's Deduping always reports a single objective, so it would refuse
+  the tuple rewards of a multi-objective generator inside it.
+  """
+
+  @property
+  def multi_objective(self) -> bool:
+    return self.generator.multi_objective
+
+
+def _deduped(generator: pg.DNAGenerator) -> pg.DNAGenerator:
+  return _Deduped(generator, hash_fn=_decisions_key)
+
+
 def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
                    tournament_size: Optional[int] = None, *,
-                   ppo_batch_size: int = 8, ppo_epochs: int = 8,
-                   ppo_learning_rate: float = 0.03,
-                   ppo_entropy_weight: float = 1e-3,
-                   ppo_clip: float = 0.2) -> pg.DNAGenerator:
+                   ppo_batch_size: Optional[int] = None,
+                   ppo_epochs: Optional[int] = None,
+                   ppo_learning_rate: Optional[float] = None,
+                   ppo_entropy_weight: Optional[float] = None,
+                   ppo_clip: Optional[float] = None) -> pg.DNAGenerator:
   """A fresh, seeded generator; ValueError naming the valid ones if unknown.
 
   'random' and 'grid' sample and sweep the space. 'regularized_evolution' is
@@ -103,9 +126,10 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
   search ends once 100 mutations in a row were all evaluated already), and
   a tournament of the whole population, so the parent is the best of the
   last `population_size` rewarded. 'ppo' is an LSTM controller trained with
-  PPO (trainer/ppo.py). 'nsga2' is PyGlove's NSGA-II with one-decision
-  mutations, for rewards that are tuples of objectives, all maximised (a
-  float is one objective). Population and tournament sizes left None take
+  PPO (trainer/ppo.py), whose settings left None take ppo.PPO's defaults.
+  'nsga2' is PyGlove's NSGA-II with one-decision mutations and the same
+  de-duplication, for rewards that are tuples of objectives, all maximised
+  (a float is one objective). Population and tournament sizes left None take
   EVOLUTION_SIZES.
   """
   if name == 'random':
@@ -113,20 +137,25 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
   if name == 'grid':
     return pg.geno.Sweeping()
   if name == 'ppo':
-    return ppo_lib.PPO(seed=seed, batch_size=ppo_batch_size,
-                       epochs=ppo_epochs, learning_rate=ppo_learning_rate,
-                       entropy_weight=ppo_entropy_weight, clip=ppo_clip)
+    settings = dict(batch_size=ppo_batch_size, epochs=ppo_epochs,
+                    learning_rate=ppo_learning_rate,
+                    entropy_weight=ppo_entropy_weight, clip=ppo_clip)
+    return ppo_lib.PPO(seed=seed, **{key: value for key, value in
+                                     settings.items() if value is not None})
   if name not in EVOLUTION_SIZES:
     raise ValueError(
         f'unknown algorithm {name!r}; valid: {", ".join(ALGORITHMS)}')
   default_population, default_tournament = EVOLUTION_SIZES[name]
-  population_size = population_size or default_population
+  if population_size is None:
+    population_size = default_population
   if name == 'nsga2':
     if population_size < 2:
       raise ValueError('nsga2 needs --population_size >= 2')
-    return pg.evolution.nsga2(mutator=OneDecisionMutator(seed=seed),
-                              population_size=population_size, seed=seed)
-  tournament_size = tournament_size or default_tournament
+    return _deduped(pg.evolution.nsga2(
+        mutator=OneDecisionMutator(seed=seed), population_size=population_size,
+        seed=seed))
+  if tournament_size is None:
+    tournament_size = default_tournament
   if not 2 <= tournament_size <= population_size:
     raise ValueError(f'{name} needs 2 <= --tournament_size '
                      '<= --population_size')
@@ -135,12 +164,9 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
         mutator=pg.evolution.mutators.Uniform(seed=seed),
         population_size=population_size, tournament_size=tournament_size,
         seed=seed)
-  return pg.geno.Deduping(
-      pg.evolution.regularized_evolution(
-          mutator=OneDecisionMutator(seed=seed),
-          population_size=population_size, tournament_size=tournament_size,
-          seed=seed),
-      hash_fn=_decisions_key)
+  return _deduped(pg.evolution.regularized_evolution(
+      mutator=OneDecisionMutator(seed=seed), population_size=population_size,
+      tournament_size=tournament_size, seed=seed))
 
 
 def replay(algorithm: pg.DNAGenerator, trials: List[store_lib.Trial],
@@ -183,3 +209,15 @@ def replay(algorithm: pg.DNAGenerator, trials: List[store_lib.Trial],
     proposals[trial.id] = dna
   feed_until(len(rewarded))
   return proposals
+
+
+@pg.members([('dnas', pg.typing.List(pg.typing.Any()), 'DNA, in order.')])
+class FixedProposals(pg.DNAGenerator):
+  """Proposes given DNA in order, then stops: the trials of a stage that
+  trains chosen architectures (full training, the final model) rather than
+  searching, so it gets the controller's store, resume and parallelism."""
+
+  def _propose(self) -> pg.DNA:
+    if self.num_proposals >= len(self.dnas):
+      raise StopIteration()
+    return self.dnas[self.num_proposals]
