@@ -14,11 +14,12 @@ $(STAMP): requirements.lock setup.py
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# Search, full training of the best two, export and report (ends with its path).
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/nas-garden --mode=search --job_dir=$(DEMO_DIR) \
+	$(VENV)/bin/nas-garden --mode=pipeline --job_dir=$(DEMO_DIR) \
 	  --search_space=mnasnet --algorithm=regularized_evolution \
-	  --population_size=4 --tournament_size=2 --max_trials=10 --seed=0
+	  --population_size=4 --tournament_size=2 --max_trials=10 --top_k=2 --seed=0
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests

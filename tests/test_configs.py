@@ -22,10 +22,11 @@ def test_shipped_config_loads(name):
     assert params.trainer.train_steps <= 500  # Tiny proxies stay tiny.
 
 
-def test_every_space_and_task_has_the_four_configs():
+def test_every_space_and_task_has_the_five_configs():
   names = set(configs.shipped())
   pairs = {name.rsplit('_', 2)[0] for name in names}
   assert len(pairs) == 10
   for pair in pairs:
-    for suffix in ('search_cpu', 'search_gpu', 'search_tpu', 'train_gpu'):
+    for suffix in ('search_cpu', 'search_gpu', 'search_tpu', 'train_cpu',
+                   'train_gpu'):
       assert f'{pair}_{suffix}' in names

@@ -15,7 +15,20 @@ ERROR_FILE = 'error.json'
 LOG_FILE = 'trial.log'
 
 # Trial dirs of each stage under the job dir.
-STAGE_DIRS = {'search': 'trials', 'augment_search': 'augment_trials'}
+STAGE_DIRS = {'search': 'trials', 'augment_search': 'augment_trials',
+              'train': 'train_trials', 'final': 'final_trials',
+              'proxy_model_selection': 'proxy_model_selection_trials',
+              'proxy_variance': 'proxy_variance_trials',
+              'proxy_search': 'proxy_search_trials'}
+# Stages that train fully (the full-training config) rather than a proxy.
+# Model selection trains on the full schedule, stopped early in every round
+# but the last.
+FULL_TRAINING_STAGES = ('train', 'final', 'proxy_model_selection')
+
+
+def config_stage(stage: str) -> str:
+  """'train' for a stage that trains fully, else 'search' (proxy)."""
+  return 'train' if stage in FULL_TRAINING_STAGES else 'search'
 
 
 def trial_dir(job_dir: str, stage: str, trial_id: int) -> str:

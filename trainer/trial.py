@@ -52,6 +52,9 @@ AUGMENTATION_EXPERIMENTS = {'detection': 'nas_retinanet',
                             'segmentation': 'nas_semantic_segmentation'}
 
 
+# Model Garden keeps the best evaluation's checkpoint of a full training here.
+BEST_CHECKPOINT_DIR = 'best_ckpt'
+
 # Whose tiny CPU config a preview of each task's augmentation reads by default.
 PREVIEW_CONFIG_SPACES = {'detection': 'spinenet', 'segmentation': 'nasfpn'}
 
@@ -71,6 +74,13 @@ class TrialInputs(NamedTuple):
   data_dir: str = ''  # Where built-in data is written when no data is given.
   base_search_space: str = ''
   base_nas_params_str: str = ''
+  # 'search' (proxy) or 'train' (full training: the space's train config by
+  # default, several evaluations, the best one reported and its checkpoint
+  # kept).
+  config_stage: str = 'search'
+  # Warm start: a checkpoint whose searched component (backbone or decoder)
+  # initialises the model.
+  init_checkpoint: str = ''
 
 
 class PreparedTrial(NamedTuple):
@@ -110,12 +120,21 @@ def prepare(inputs: TrialInputs, nas_params_str: str,
     raise ValueError(f'{inputs.search_space} augments {augmentation_task} '
                      f'data; experiment {experiment} trains {family.name}')
   config_file = configs.resolve(
-      inputs.config_file or
-      _default_config(arch_space, binding.config_space, family.name))
+      inputs.config_file or _default_config(
+          arch_space, binding.config_space, family.name, inputs.config_stage))
   params = _load_config(inputs, experiment, config_file, seed)
   architectures.apply_architecture(params, spec)
   if policy_spec is not None:
     _apply_policy(params, family.name, policy_spec)
+  if inputs.config_stage == 'train':
+    params.trainer.best_checkpoint_export_subdir = BEST_CHECKPOINT_DIR
+    params.trainer.best_checkpoint_eval_metric = family.eval_metric
+    params.trainer.best_checkpoint_metric_comp = 'higher'
+  if inputs.init_checkpoint:
+    params.task.init_checkpoint = inputs.init_checkpoint
+    params.task.init_checkpoint_modules = (
+        'decoder' if search_spaces.search_space_kind(binding.config_space) ==
+        'decoder' else 'backbone')
   params.lock()
   return PreparedTrial(spec, nas_params_str, experiment, config_file, params,
                        seed, policy_spec)
@@ -173,10 +192,12 @@ def _apply_policy(params: cfg.ExperimentConfig, task: str,
       spec_json)
 
 
-def _default_config(space: str, config_space: str, task: str) -> str:
-  """`<space>_<task>_search_cpu`, or the spec family's for a user space."""
-  name = f'{space}_{task}_search_cpu'
-  return name if name in configs.shipped() else f'{config_space}_{task}_search_cpu'
+def _default_config(space: str, config_space: str, task: str,
+                    stage: str = 'search') -> str:
+  """`<space>_<task>_<stage>_cpu`, or the spec family's for a user space."""
+  name = f'{space}_{task}_{stage}_cpu'
+  return (name if name in configs.shipped() else
+          f'{config_space}_{task}_{stage}_cpu')
 
 
 def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig,
@@ -266,12 +287,15 @@ def estimate_flops(prepared: PreparedTrial) -> Optional[float]:
 
 
 def run(prepared: PreparedTrial, trial_dir: str,
-        started_at: Optional[float] = None,
-        measure_latency: bool = False) -> Dict[str, Any]:
+        started_at: Optional[float] = None, measure_latency: bool = False,
+        extra_metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """Trains and evaluates the prepared trial; writes and returns its metrics.
 
-  With `measure_latency` the trained model is exported as a batch-1
-  SavedModel and its latency and memory measured on this machine.
+  Metrics are the last evaluation's, or in full training (best checkpoint
+  kept) the best evaluation's. With `measure_latency` the trained model is
+  exported as a batch-1 SavedModel and its latency and memory measured on
+  this machine. `extra_metrics` (e.g. the search trial a retraining
+  retrains) are recorded with the metrics.
   """
   started_at = started_at or time.time()
   os.makedirs(trial_dir, exist_ok=True)
@@ -311,7 +335,12 @@ def run(prepared: PreparedTrial, trial_dir: str,
     raise RuntimeError('the trial ran no evaluation; check trainer.train_steps '
                        'and trainer.validation_interval')
   flops = _count_flops(model, params.task.model.input_size)
-  metrics = {k: v for k, v in evals.records[-1].items() if k != 'step'}
+  reported = evals.records[-1]
+  if params.trainer.best_checkpoint_export_subdir:
+    key = reported['accuracy_key']
+    reported = max(evals.records, key=lambda r: r[key])
+  metrics = {k: v for k, v in reported.items() if k != 'step'}
+  metrics.update(extra_metrics or {}, evaluated_step=reported['step'])
   metrics.update({
       'multi_add_flops_billion': flops / 2 / 1e9 if flops else None,
       'params': int(model.count_params()),
@@ -325,10 +354,16 @@ def run(prepared: PreparedTrial, trial_dir: str,
   })
   if measure_latency:
     metrics.update(latency.export_and_measure(
-        params, tf.train.latest_checkpoint(trial_dir), trial_dir))
+        params, best_checkpoint(trial_dir), trial_dir))
   artifacts.write_text(os.path.join(trial_dir, artifacts.METRICS_FILE),
                       json.dumps(metrics, indent=1))
   return metrics
+
+
+def best_checkpoint(trial_dir: str) -> Optional[str]:
+  """The kept best checkpoint of a full training, else the latest one."""
+  return (tf.train.latest_checkpoint(os.path.join(trial_dir, BEST_CHECKPOINT_DIR))
+          or tf.train.latest_checkpoint(trial_dir))
 
 
 def _count_flops(model: tf_keras.Model, input_size: List[int]) -> Optional[int]:

@@ -1,0 +1,265 @@
+"""A finished trial as a deployable model, with what it takes to retrain it.
+
+`export_trial` writes, in <export_dir>:
+  saved_model/            Model Garden's batch-1 float32 serving SavedModel of
+                          the trial's best checkpoint (`latency`'s export:
+                          uint8 `inputs`, Model Garden's preprocessing inside)
+  model.tflite            that SavedModel converted for TFLite; absent where
+                          conversion failed (export.json says why)
+  nas_params_str.json     the trial's decisions, as Vertex AI NAS writes them
+  dna.json                the same decisions as a PyGlove DNA
+  architecture.json       the materialised architecture
+  augmentation_policy.json  the searched policy (augmentation trials only)
+  params.yaml             the trial's full Model Garden config, as plain YAML
+  export.json             what was exported and from where, its seed and
+                          metrics, the TFLite outcome, and the command that
+                          retrains it
+Every file is replaced atomically, and export.json is removed first and
+written last: a dir holding it is a complete export, and an interrupted
+export is finished by running it again.
+"""
+
+import json
+import os
+import shlex
+import shutil
+from typing import Any, Dict, Tuple
+
+import pyglove as pg
+import tensorflow as tf
+import yaml
+
+from official.core import train_utils
+from official.modeling import hyperparams
+from tensorflow.lite.python import schema_py_generated as schema_fb
+import search_spaces
+from trainer import artifacts
+from trainer import experiments
+from trainer import latency
+from trainer import leaderboard
+from trainer import store as store_lib
+
+EXPORT_FILE = 'export.json'
+TFLITE_FILE = 'model.tflite'
+DNA_FILE = 'dna.json'
+PARAMS_FILE = 'params.yaml'
+# Later stages refine earlier ones: the default export is the best completed
+# trial of the first stage here that has one.
+STAGE_PRECEDENCE = ('final', 'train', 'augment_search', 'search')
+# trainer/task.py launches trial t of a job seeded s with seed s * this + t.
+TRIAL_SEED_STRIDE = 100003
+# TFLite names a select TF op by this prefix and the TensorFlow op's name.
+FLEX_PREFIX = b'Flex'
+
+
+def best_trial(job_dir: str) -> Tuple[str, int]:
+  """(stage, trial id) of the trial a job exports by default: the best
+  completed trial of its latest stage that has one."""
+  store = store_lib.Store.open(job_dir, read_only=True)
+  try:
+    for stage in STAGE_PRECEDENCE:
+      top = leaderboard.best([t for t in store.trials(stage)
+                              if t.status == store_lib.COMPLETED])
+      if top is not None:
+        return stage, top.id
+  finally:
+    store.close()
+  raise ValueError(f'{job_dir} has no completed trial to export')
+
+
+def export_trial(job_dir: str, stage: str, trial_id: int,
+                 export_dir: str) -> Dict[str, Any]:
+  """Exports a completed trial to `export_dir` (see the module docstring);
+  returns what export.json records.
+
+  Raises ValueError or FileNotFoundError, with a one-line message, for an
+  unknown stage or trial, a trial not completed, or a trial dir without its
+  config or a checkpoint; the export dir is then left untouched. A failed
+  TFLite conversion does not fail the export.
+  """
+  trial, identity = _completed_trial(job_dir, stage, trial_id)
+  trial_dir = artifacts.trial_dir(job_dir, stage, trial_id)
+  trial_params = os.path.join(trial_dir, PARAMS_FILE)
+  if not os.path.isfile(trial_params):
+    raise FileNotFoundError(f'trial dir {trial_dir} has no {PARAMS_FILE}')
+  config = hyperparams.read_yaml_to_params_dict(trial_params).as_dict()
+  checkpoint = _trained_checkpoint(trial_dir, config['trainer'])
+
+  os.makedirs(export_dir, exist_ok=True)
+  _remove(os.path.join(export_dir, EXPORT_FILE))
+  # Model Garden tags tuples in YAML as Python objects, which yaml.safe_load
+  # (how config files are read) refuses: the export holds a plain copy, and
+  # the model and a retrain both read that one.
+  _write(export_dir, PARAMS_FILE, yaml.safe_dump(config))
+  params = experiments.load_experiment_config(
+      identity['experiment'], os.path.join(export_dir, PARAMS_FILE))
+  saved_model_dir = os.path.join(export_dir, latency.SAVED_MODEL_SUBDIR)
+  staged = saved_model_dir + '.partial'
+  _remove(staged)
+  latency.export_serving_model(params, checkpoint, staged)
+  _replace_dir(staged, saved_model_dir)
+  tflite = _convert_to_tflite(saved_model_dir,
+                              os.path.join(export_dir, TFLITE_FILE))
+  _write_decisions(export_dir, trial_dir, identity['search_space'],
+                   trial.nas_params_str)
+
+  record = {
+      'search_space': identity['search_space'],
+      'experiment': identity['experiment'],
+      'job_dir': os.path.abspath(job_dir),
+      'stage': stage,
+      'trial_id': trial_id,
+      'seed': identity['seed'] * TRIAL_SEED_STRIDE + trial_id,
+      'checkpoint': checkpoint,
+      'metrics': trial.metrics,
+      **tflite,
+      'retrain_command': ('nas-garden --mode=trial --job_dir=NEW_JOB_DIR '
+                          '--export_dir=' +
+                          shlex.quote(os.path.abspath(export_dir))),
+  }
+  if identity.get('base_search_space'):
+    record.update(base_search_space=identity['base_search_space'],
+                  base_nas_params_str=identity['base_nas_params_str'])
+  _write(export_dir, EXPORT_FILE, json.dumps(record, indent=1))
+  return record
+
+
+def retrain_inputs(export_dir: str) -> Dict[str, Any]:
+  """What `--mode=trial --export_dir=DIR` retrains, keyed by the trial flag
+  each value stands for.
+
+  search_space, experiment: the trial's space and Model Garden experiment.
+  nas_params_str: the trial's decisions (Vertex AI NAS JSON).
+  config_file: the export's params.yaml, the trial's full config; its data
+    paths are the source job's unless overridden.
+  seed: the seed the trial trained with.
+  base_search_space, base_nas_params_str: only for an augmentation trial, the
+    fixed architecture its policy was searched for.
+  """
+  record_path = os.path.join(export_dir, EXPORT_FILE)
+  if not os.path.isfile(record_path):
+    raise FileNotFoundError(f'{export_dir} holds no complete nas-garden '
+                            f'export (no {EXPORT_FILE})')
+  record = json.loads(_read(record_path))
+  inputs = {
+      'search_space': record['search_space'],
+      'experiment': record['experiment'],
+      'nas_params_str': _read(os.path.join(export_dir,
+                                           artifacts.NAS_PARAMS_FILE)),
+      'config_file': os.path.abspath(os.path.join(export_dir, PARAMS_FILE)),
+      'seed': record['seed'],
+  }
+  for key in ('base_search_space', 'base_nas_params_str'):
+    if key in record:
+      inputs[key] = record[key]
+  return inputs
+
+
+def _completed_trial(job_dir: str, stage: str,
+                     trial_id: int) -> Tuple[store_lib.Trial, Dict[str, Any]]:
+  """The trial and its stage's job identity; ValueError unless it completed."""
+  if stage not in artifacts.STAGE_DIRS:
+    raise ValueError(f'unknown stage {stage!r}; valid: '
+                     f'{", ".join(sorted(artifacts.STAGE_DIRS))}')
+  store = store_lib.Store.open(job_dir, read_only=True)
+  try:
+    trial = {t.id: t for t in store.trials(stage)}.get(trial_id)
+    identity = store.job_identity(stage)
+  finally:
+    store.close()
+  if trial is None:
+    raise ValueError(f'no {stage} trial {trial_id} in {job_dir}')
+  if trial.status != store_lib.COMPLETED:
+    raise ValueError(f'{stage} trial {trial_id} of {job_dir} is '
+                     f'{trial.status}, not completed')
+  return trial, identity
+
+
+def _write_decisions(export_dir: str, trial_dir: str, search_space: str,
+                     nas_params_str: str) -> None:
+  """What the trial chose: its decisions (Vertex JSON and DNA), architecture
+  and, in augmentation trials, policy; an earlier export's policy goes."""
+  space = search_spaces.get_search_space(search_space)
+  dna = search_spaces.dna_from_nas_params(space, nas_params_str)
+  _write(export_dir, artifacts.NAS_PARAMS_FILE, nas_params_str)
+  _write(export_dir, DNA_FILE, pg.to_json_str(dna, json_indent=1))
+  _write(export_dir, artifacts.ARCHITECTURE_FILE,
+         _read(os.path.join(trial_dir, artifacts.ARCHITECTURE_FILE)))
+  trial_policy = os.path.join(trial_dir, artifacts.POLICY_FILE)
+  if os.path.isfile(trial_policy):
+    _write(export_dir, artifacts.POLICY_FILE, _read(trial_policy))
+  else:
+    _remove(os.path.join(export_dir, artifacts.POLICY_FILE))
+
+
+def _trained_checkpoint(trial_dir: str, trainer: Dict[str, Any]) -> str:
+  """The checkpoint Model Garden's best-checkpoint exporter kept (configured
+  by the trial's `trainer` config), else the trial's latest."""
+  best_dir = os.path.join(trial_dir,
+                          trainer.get('best_checkpoint_export_subdir') or
+                          train_utils.BEST_CHECKPOINT_NAME)
+  checkpoint = (tf.train.latest_checkpoint(best_dir) or
+                tf.train.latest_checkpoint(trial_dir))
+  if not checkpoint:
+    raise FileNotFoundError(f'trial dir {trial_dir} has no checkpoint')
+  return checkpoint
+
+
+def _convert_to_tflite(saved_model_dir: str, path: str) -> Dict[str, Any]:
+  """Writes the SavedModel's TFLite conversion to `path`; returns export.json's
+  `tflite`: the file's name, or why conversion failed (an earlier export's
+  file is then removed).
+
+  TensorFlow ops TFLite lacks (RetinaNet's batched NMS) are kept as select TF
+  ops, listed in `tflite_select_tf_ops`: the model then runs only with
+  TFLite's Flex delegate linked in (tensorflow-lite-select-tf-ops).
+  """
+  try:
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=[latency.SERVING_SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    model = converter.convert()
+  except Exception as e:  # pylint: disable=broad-except  (any converter error)
+    _remove(path)
+    reason = ' '.join(str(e).split())[:1000] or type(e).__name__
+    return {'tflite': f'not converted: {reason}'}
+  tmp = f'{path}.tmp.{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    f.write(model)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  flatbuffer = schema_fb.Model.GetRootAs(model)
+  custom_ops = {flatbuffer.OperatorCodes(i).CustomCode() or b''
+                for i in range(flatbuffer.OperatorCodesLength())}
+  return {'tflite': TFLITE_FILE, 'tflite_select_tf_ops': sorted(
+      op[len(FLEX_PREFIX):].decode() for op in custom_ops
+      if op.startswith(FLEX_PREFIX))}
+
+
+def _replace_dir(staged: str, path: str) -> None:
+  """Puts a fully written dir at `path`: an interrupted swap leaves the old
+  dir, the new one or none, never a partial one."""
+  retired = path + '.old'
+  _remove(retired)
+  if os.path.exists(path):
+    os.replace(path, retired)
+  os.replace(staged, path)
+  _remove(retired)
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path):
+    shutil.rmtree(path)
+  elif os.path.exists(path):
+    os.remove(path)
+
+
+def _read(path: str) -> str:
+  with open(path) as f:
+    return f.read()
+
+
+def _write(export_dir: str, name: str, text: str) -> None:
+  artifacts.write_text(os.path.join(export_dir, name), text)
