@@ -18,8 +18,8 @@ $(STAMP): requirements.lock setup.py
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/nas-garden --mode=pipeline --job_dir=$(DEMO_DIR) \
-	  --search_space=mnasnet --algorithm=regularized_evolution \
-	  --population_size=4 --tournament_size=2 --max_trials=10 --top_k=2 --seed=0
+	  --search_space=mnasnet --population_size=4 --tournament_size=4 \
+	  --max_trials=10 --top_k=2 --seed=0
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests

