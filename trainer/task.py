@@ -82,10 +82,13 @@ flags.DEFINE_string('eval_data', '', 'Glob of validation TFRecords.')
 flags.DEFINE_integer('max_trials', 10, 'Trials in the search, in total.')
 flags.DEFINE_integer('max_failed_trials', 3,
                      'Stop the search once this many trials failed (0: never).')
-flags.DEFINE_string('algorithm', 'random',
-                    'random | grid | regularized_evolution')
-flags.DEFINE_integer('population_size', 20, 'regularized_evolution population.')
-flags.DEFINE_integer('tournament_size', 5, 'regularized_evolution tournament.')
+flags.DEFINE_string('algorithm', algorithms.DEFAULT_ALGORITHM,
+                    ' | '.join(algorithms.ALGORITHMS) + ' (the default '
+                    'measured best on NAS-Bench-201, bench/nasbench201.py).')
+flags.DEFINE_integer('population_size', None,
+                     'Evolution and NSGA-II population; default per algorithm.')
+flags.DEFINE_integer('tournament_size', None,
+                     'Evolution tournament; default per algorithm.')
 flags.DEFINE_integer('seed', 0, 'Seeds the algorithm and every trial.')
 flags.DEFINE_float('target_flops_multi_adds_billion', 0.0,
                    'FLOPs target (billions of multiply-adds) of the MnasNet '
@@ -318,7 +321,7 @@ def _search_identity(inputs, prepared, algorithm: str) -> dict:
   if inputs.base_search_space:
     identity.update(base_search_space=inputs.base_search_space,
                     base_nas_params_str=inputs.base_nas_params_str)
-  if algorithm == 'regularized_evolution':
+  if algorithm in algorithms.EVOLUTION_SIZES:
     identity.update(population_size=FLAGS.population_size,
                     tournament_size=FLAGS.tournament_size)
   return identity
@@ -509,7 +512,7 @@ def _augment_stage(job_dir: str, base_trial_id: int, max_trials: int):
     inputs = inputs._replace(config_file=config_file)
   grid = space.startswith('randaugment')
   algorithm = FLAGS.algorithm if FLAGS['algorithm'].present else (
-      'grid' if grid else 'regularized_evolution')
+      'grid' if grid else algorithms.DEFAULT_ALGORITHM)
   if not max_trials:
     max_trials = (pg.dna_spec(search_spaces.get_search_space(space)).space_size
                   if algorithm == 'grid' else FLAGS.max_trials)
@@ -755,7 +758,8 @@ def _override_mapping(value) -> dict:
   try:
     mapping = yaml.safe_load(text)
   except yaml.YAMLError as e:
-    raise UsageError(f'cannot parse the override {value!r}: {one_line(e)}') from e
+    raise UsageError(
+        f'cannot parse the override {value!r}: {one_line(e)}') from e
   if not isinstance(mapping, dict):
     raise UsageError(f'the override {value!r} is neither k=v pairs nor a '
                      'mapping')
@@ -897,7 +901,7 @@ def run_proxy_model_selection_mode() -> None:
       proposals.append(params)
     print(f'== model selection round {index + 1}/{len(rounds)}: '
           f'{len(survivors)} models to step {round_.train_steps} '
-          f'({min(round_.training_pct, 100):.2f}% of {full_steps})', flush=True)
+          f'({round_.training_pct:.2f}% of {full_steps})', flush=True)
     trials = _run_proxy_part(
         SELECTION_STAGE, job_dir, inputs, proposals,
         lambda t: {'params_override': round_overrides[round_of[t.id]]},
@@ -916,12 +920,11 @@ def run_proxy_model_selection_mode() -> None:
                                 f'{model_selection.MIN_KEPT}')
     history.append({
         **round_._asdict(), 'round': index + 1, 'cost_metric': cost_metric,
-        'models': [{'trial_id': t.id, 'accuracy': (scores[t.id] or [None])[0],
-                    'cost': (scores[t.id] or [None, None])[1],
-                    'kept': t.id in kept} for t in trials]})
+        'models': [dict(zip(('accuracy', 'cost'), scores[t.id] or (None, None)),
+                        trial_id=t.id, kept=t.id in kept) for t in trials]})
+    pruned = [str(t.id) for t in trials if t.id not in kept]
     print(f'round {index + 1}: kept trials {", ".join(map(str, kept))}'
-          + (f'; pruned {", ".join(str(t.id) for t in trials if t.id not in kept)}'
-             if len(kept) < len(trials) else ''), flush=True)
+          + (f'; pruned {", ".join(pruned)}' if pruned else ''), flush=True)
     survivors = [(t.nas_params_str, t.id) for t in trials if t.id in kept]
   models = reference_lib.from_trials(
       [t for t in trials if t.id in kept], SELECTION_STAGE)
@@ -1051,16 +1054,19 @@ def _candidate_inputs(base, candidate, sample: str):
   return _with_learning_curve(inputs, sample)
 
 
-def _proxy_run(t) -> Optional[proxy_search.ProxyRun]:
-  """A proxy trial's learning curve, speed and costs; None if it failed."""
+def _proxy_run(t, batch_size: int) -> Optional[proxy_search.ProxyRun]:
+  """A proxy trial's learning curve, training speed and compute, and
+  costs; None if it failed."""
   if t.status != store_lib.COMPLETED:
     return None
   metrics = t.metrics
+  costs = {m: float(metrics[m]) for m in reference_lib.COST_METRICS
+           if isinstance(metrics.get(m), (int, float))}
+  flops = costs.get('multi_add_flops_billion')
   return proxy_search.ProxyRun(
       {e['step']: e[metrics['accuracy_key']] for e in metrics['evaluations']},
       metrics['train_and_eval_s'] / metrics['train_steps'],
-      {m: float(metrics[m]) for m in reference_lib.COST_METRICS
-       if isinstance(metrics.get(m), (int, float))})
+      None if flops is None else batch_size * flops, costs)
 
 
 def run_proxy_search_mode() -> None:
@@ -1104,7 +1110,8 @@ def run_proxy_search_mode() -> None:
   for index, (candidate, inputs) in enumerate(zip(candidates,
                                                   candidate_inputs)):
     proposals += [m.nas_params_str for m in models]
-    override, fraction = candidate.params_override, candidate.train_data_fraction
+    override = candidate.params_override
+    fraction = candidate.train_data_fraction
     shown = override if isinstance(override, str) else json.dumps(override)
     print(f'== proxy candidate {index + 1}/{len(candidates)} '
           f'{candidate.name}: {shown or "as configured"}'
@@ -1112,20 +1119,27 @@ def run_proxy_search_mode() -> None:
           flush=True)
     trials = _run_proxy_part(PROXY_SEARCH_STAGE, job_dir, base, proposals,
                              trial_flags, identity_extra)[-count:]
-    result = proxy_search.evaluate(models, [_proxy_run(t) for t in trials],
-                                   threshold)
+    batch_size = trial.prepare(
+        inputs, sample).params.task.train_data.global_batch_size
+    result = proxy_search.evaluate(
+        models, [_proxy_run(t, batch_size) for t in trials], threshold)
     results[candidate.name] = {
         'candidate': candidate._asdict(),
         'params_override': inputs.params_override,  # As the trials ran.
         'trial_ids': [t.id for t in trials], **result}
-    print(f'{candidate.name}: kendall tau by step '
-          + ', '.join(f'{r["step"]}: '
-                      + ('-' if r['kendall_tau'] is None
-                         else f'{r["kendall_tau"]:.3f}')
-                      for r in result['kendall_tau_by_step'])
-          + (f'; passes at step {result["pass_step"]} '
-             f'({result["pass_train_seconds"]:.1f} s per model)'
-             if result['passed'] else '; does not pass'), flush=True)
+    by_step = ', '.join(
+        f'{r["step"]}: '
+        + ('-' if r['kendall_tau'] is None else f'{r["kendall_tau"]:.3f}')
+        for r in result['kendall_tau_by_step'])
+    verdict = 'does not pass'
+    if result['passed']:
+      compute = result['pass_train_compute']
+      verdict = (f'passes at step {result["pass_step"]} ('
+                 + ('-' if compute is None else f'{compute:.3g}')
+                 + ' B multiply-adds, '
+                 f'{result["pass_train_seconds"]:.1f} s per model)')
+    print(f'{candidate.name}: kendall tau by step {by_step}; {verdict}',
+          flush=True)
   best = proxy_search.cheapest_passing(results)
   path = os.path.join(job_dir, PROXY_SEARCH_FILE)
   _write_json(path, {
