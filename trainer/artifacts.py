@@ -5,6 +5,7 @@ these paths too.
 """
 
 import os
+from typing import Union
 
 NAS_PARAMS_FILE = 'nas_params_str.json'
 ARCHITECTURE_FILE = 'architecture.json'
@@ -40,10 +41,10 @@ def data_dir(job_dir: str) -> str:
   return os.path.join(job_dir, 'data')
 
 
-def write_text(path: str, text: str) -> None:
+def write_text(path: str, text: Union[str, bytes]) -> None:
   """Writes a file atomically: readers see the old content or the new, whole."""
   tmp = f'{path}.tmp.{os.getpid()}'
-  with open(tmp, 'w') as f:
+  with open(tmp, 'wb' if isinstance(text, bytes) else 'w') as f:
     f.write(text)
     f.flush()
     os.fsync(f.fileno())

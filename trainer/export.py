@@ -224,12 +224,7 @@ def _convert_to_tflite(saved_model_dir: str, path: str) -> Dict[str, Any]:
     _remove(path)
     reason = ' '.join(str(e).split())[:1000] or type(e).__name__
     return {'tflite': f'not converted: {reason}'}
-  tmp = f'{path}.tmp.{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    f.write(model)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  artifacts.write_text(path, model)
   flatbuffer = schema_fb.Model.GetRootAs(model)
   custom_ops = {flatbuffer.OperatorCodes(i).CustomCode() or b''
                 for i in range(flatbuffer.OperatorCodesLength())}

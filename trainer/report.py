@@ -856,13 +856,18 @@ def render(job_dir: str, views: Sequence[StageView]) -> str:
       f'</header>{sections}<script>{SCRIPT}</script></body></html>\n')
 
 
-def write_report(job_dir: str) -> str:
-  """Writes `<job_dir>/report.html` atomically; returns its path."""
+def _read_job(job_dir: str):
+  """Every stage's view, read from the store in one read-only session."""
   store = store_lib.Store.open(job_dir, read_only=True)
   try:
-    views = _read_stages(store)
+    return _read_stages(store)
   finally:
     store.close()
+
+
+def write_report(job_dir: str) -> str:
+  """Writes `<job_dir>/report.html` atomically; returns its path."""
+  views = _read_job(job_dir)
   path = os.path.join(job_dir, REPORT_FILE)
   artifacts.write_text(path, render(job_dir, views))
   return path
@@ -942,11 +947,7 @@ def write_hparams_summaries(job_dir: str) -> str:
   The directory is rebuilt from the store each time (no duplicate events)
   and swapped in whole.
   """
-  store = store_lib.Store.open(job_dir, read_only=True)
-  try:
-    views = _read_stages(store)
-  finally:
-    store.close()
+  views = _read_job(job_dir)
   root = os.path.join(job_dir, HPARAMS_DIR)
   staging = f'{root}.tmp.{os.getpid()}'
   shutil.rmtree(staging, ignore_errors=True)
