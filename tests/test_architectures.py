@@ -113,7 +113,11 @@ def _assert_same_network(ours, stock, inputs):
   ours_out, stock_out = ours(inputs), stock(inputs)
   assert sorted(ours_out) == sorted(stock_out)
   for level in stock_out:
-    np.testing.assert_allclose(ours_out[level], stock_out[level], atol=1e-5)
+    # float32 rounding relative to the activations' size: oneDNN may sum in
+    # another order between two builds of one graph (seen: 4e-5 at |x| ~ 10).
+    scale = float(np.max(np.abs(stock_out[level]))) or 1.0
+    np.testing.assert_allclose(ours_out[level], stock_out[level],
+                               atol=1e-5 * scale)
 
 
 def _as_tuples(block_specs, field='block_fn'):
