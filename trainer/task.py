@@ -1111,12 +1111,11 @@ def run_proxy_search_mode() -> None:
                                                   candidate_inputs)):
     proposals += [m.nas_params_str for m in models]
     override = candidate.params_override
-    fraction = candidate.train_data_fraction
-    shown = override if isinstance(override, str) else json.dumps(override)
-    print(f'== proxy candidate {index + 1}/{len(candidates)} '
-          f'{candidate.name}: {shown or "as configured"}'
-          + (f', {fraction:g} of the training files' if fraction else ''),
-          flush=True)
+    changes = [override if isinstance(override, str) else json.dumps(override)]
+    if candidate.train_data_fraction:
+      changes.append(f'{candidate.train_data_fraction:g} of the training files')
+    print(f'== proxy candidate {index + 1}/{len(candidates)} {candidate.name}: '
+          + (', '.join(c for c in changes if c) or 'as configured'), flush=True)
     trials = _run_proxy_part(PROXY_SEARCH_STAGE, job_dir, base, proposals,
                              trial_flags, identity_extra)[-count:]
     batch_size = trial.prepare(
