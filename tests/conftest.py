@@ -1,8 +1,10 @@
 """Shared fixtures: a tiny real config, the CLI as a subprocess, one search job."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -24,6 +26,30 @@ def cli(*args, timeout=600, check=False):
   if check and result.returncode != 0:
     raise AssertionError(f'CLI failed ({result.returncode}):\n{result.stderr[-3000:]}')
   return result
+
+
+def kill_cli_when(flags, log_path, marker, tmp_path):
+  """Starts the CLI with `flags` and SIGKILLs it once `marker` appears in the
+  file `log_path` (e.g. a trial's log once it trains); its output goes to
+  tmp_path/controller.log."""
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
+  with open(tmp_path / 'controller.log', 'w') as out:
+    process = subprocess.Popen([sys.executable, '-m', 'trainer.task', *flags],
+                               cwd=REPO, env=env, stdout=out,
+                               stderr=subprocess.STDOUT)
+    deadline = time.time() + 600
+    try:
+      while time.time() < deadline:
+        if process.poll() is not None:
+          raise AssertionError(
+              (tmp_path / 'controller.log').read_text()[-3000:])
+        if os.path.exists(log_path) and marker in open(log_path).read():
+          return
+        time.sleep(0.2)
+      raise AssertionError(f'{marker!r} never appeared in {log_path}')
+    finally:
+      process.send_signal(signal.SIGKILL)
+      process.wait()
 
 
 def search_flags(job_dir, max_trials, *extra):

@@ -3,14 +3,10 @@ and resumed in each stage), export and report through the CLI."""
 
 import html
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.conftest import REPO, TINY_OVERRIDE, cli
+from tests.conftest import TINY_OVERRIDE, cli, kill_cli_when
 from tests.test_detection_segmentation import TINY
 from trainer import artifacts
 from trainer import store as store_lib
@@ -64,37 +60,14 @@ def _pipeline_flags(job_dir, *extra):
           f'--train_params_override={TINY_TRAIN}', '--seed=5', *extra)
 
 
-def _kill_when(flags, job_dir, log_path, marker, tmp_path):
-  """Starts the pipeline, SIGKILLs it once `marker` is in `log_path`."""
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
-  with open(tmp_path / 'pipeline.log', 'w') as out:
-    process = subprocess.Popen([sys.executable, '-m', 'trainer.task', *flags],
-                               cwd=REPO, env=env, stdout=out,
-                               stderr=subprocess.STDOUT)
-    deadline = time.time() + 600
-    try:
-      while time.time() < deadline:
-        if process.poll() is not None:
-          raise AssertionError((tmp_path / 'pipeline.log').read_text()[-3000:])
-        if os.path.exists(log_path) and marker in open(log_path).read():
-          return
-        time.sleep(0.2)
-      raise AssertionError(f'{marker!r} never appeared in {log_path}')
-    finally:
-      process.send_signal(signal.SIGKILL)
-      process.wait()
-
-
 def test_pipeline_resumes_after_a_kill_in_each_stage(tmp_path):
   job_dir = str(tmp_path / 'job')
   flags = _pipeline_flags(job_dir)
   # Killed while search trial 2 trains, then while train trial 1 trains.
-  _kill_when(flags, job_dir,
-             os.path.join(artifacts.trial_dir(job_dir, 'search', 2),
-                          artifacts.LOG_FILE), 'train | step', tmp_path)
-  _kill_when(flags, job_dir,
-             os.path.join(artifacts.trial_dir(job_dir, 'train', 1),
-                          artifacts.LOG_FILE), 'train | step', tmp_path)
+  kill_cli_when(flags, os.path.join(artifacts.trial_dir(job_dir, 'search', 2),
+                                    artifacts.LOG_FILE), 'train | step', tmp_path)
+  kill_cli_when(flags, os.path.join(artifacts.trial_dir(job_dir, 'train', 1),
+                                    artifacts.LOG_FILE), 'train | step', tmp_path)
   store = store_lib.Store.open(job_dir, read_only=True)
   assert [t.status for t in store.trials('search')] == ['completed', 'completed']
   assert [t.status for t in store.trials('train')] == ['running']

@@ -6,10 +6,6 @@ import csv
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pyglove as pg
@@ -24,7 +20,7 @@ from proxy_tasks import model_selection
 from proxy_tasks import proxy_search
 from proxy_tasks import reference
 from proxy_tasks import variance
-from tests.conftest import REPO, TINY_OVERRIDE, cli
+from tests.conftest import TINY_OVERRIDE, cli, kill_cli_when
 from trainer import artifacts
 from trainer import store as store_lib
 
@@ -302,28 +298,6 @@ def test_a_proxy_must_also_rank_latency_where_both_sides_measure_it():
 # End to end through the CLI
 
 
-def _kill_when(flags, log_path, marker, tmp_path):
-  """Starts the CLI and SIGKILLs it once `marker` is in `log_path`."""
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
-  with open(tmp_path / 'controller.log', 'w') as out:
-    process = subprocess.Popen([sys.executable, '-m', 'trainer.task', *flags],
-                               cwd=REPO, env=env, stdout=out,
-                               stderr=subprocess.STDOUT)
-    deadline = time.time() + 600
-    try:
-      while time.time() < deadline:
-        if process.poll() is not None:
-          raise AssertionError(
-              (tmp_path / 'controller.log').read_text()[-3000:])
-        if os.path.exists(log_path) and marker in open(log_path).read():
-          return
-        time.sleep(0.2)
-      raise AssertionError(f'{marker!r} never appeared in {log_path}')
-    finally:
-      process.send_signal(signal.SIGKILL)
-      process.wait()
-
-
 def _trial_log(job_dir, stage, trial_id):
   return os.path.join(artifacts.trial_dir(job_dir, stage, trial_id),
                       artifacts.LOG_FILE)
@@ -335,7 +309,7 @@ def test_model_selection_runs_in_rounds_and_resumes(tmp_path):
            '--proxy_start_models=4', '--proxy_final_models=2', '--seed=3',
            f'--train_params_override={TINY_TRAIN}')
   # Killed while round 2's first survivor trains on.
-  _kill_when(flags, _trial_log(job_dir, 'proxy_model_selection', 5),
+  kill_cli_when(flags, _trial_log(job_dir, 'proxy_model_selection', 5),
              'train | step', tmp_path)
   result = cli(*flags, check=True)
   assert 'model selection round 2/2: 2 models to step 40' in result.stdout
@@ -371,7 +345,7 @@ def test_variance_repeats_one_model_and_resumes(tmp_path):
   flags = ('--mode=proxy_variance', f'--job_dir={job_dir}',
            f'--nas_params_str={params}', '--proxy_variance_runs=2',
            f'--params_override={TINY_OVERRIDE}')
-  _kill_when(flags, _trial_log(job_dir, 'proxy_variance', 1), 'train | step',
+  kill_cli_when(flags, _trial_log(job_dir, 'proxy_variance', 1), 'train | step',
              tmp_path)
   result = cli(*flags, check=True)
   assert 'coefficient of variation' in result.stdout
@@ -404,7 +378,7 @@ def test_proxy_search_ranks_candidates_and_resumes(tmp_path):
            '--proxy_candidates=[{name: as_configured},'
            ' {name: half_data, train_data_fraction: 0.5}]',
            '--proxy_correlation_threshold=-1')
-  _kill_when(flags, _trial_log(job_dir, 'proxy_search', 4), 'train | step',
+  kill_cli_when(flags, _trial_log(job_dir, 'proxy_search', 4), 'train | step',
              tmp_path)
   result = cli(*flags, check=True)
   assert 'proxy candidate 2/2 half_data' in result.stdout
