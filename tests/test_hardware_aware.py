@@ -129,3 +129,16 @@ def test_early_stopping_needs_an_intermediate_evaluation(tmp_path):
       'nas-garden: error: --early_stopping needs an evaluation at or after '
       'step 40 and before the last')
   assert not os.path.exists(tmp_path / store_lib.STORE_FILE)
+
+
+@pytest.mark.parametrize('algorithm', ['ppo', 'nsga2'])
+def test_new_algorithms_run_real_trials_and_resume(tmp_path, algorithm):
+  """A real 1-trial search, then the same command extended to 2 trials."""
+  extra = ('--algorithm=' + algorithm, '--multi_objective_cost=flops')
+  cli(*search_flags(tmp_path, 1, *extra), check=True)
+  resumed = cli(*search_flags(tmp_path, 2, *extra), check=True)
+  assert 'resuming: 1 trials in the store' in resumed.stdout
+  trials = store_lib.Store.open(str(tmp_path), read_only=True).trials('search')
+  assert [(t.id, t.status, t.feedback_seq) for t in trials] == [
+      (1, 'completed', 0), (2, 'completed', 1)]
+  assert trials[0].nas_params_str != trials[1].nas_params_str
