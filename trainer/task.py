@@ -127,6 +127,9 @@ flags.DEFINE_string('retrain_search_job_trials', '',
 flags.DEFINE_bool('retrain_use_search_job_checkpoint', False,
                   '--mode=train: warm-start the searched component from its '
                   'search trial\'s checkpoint.')
+flags.DEFINE_string('train_config_file', '',
+                    'Full-training config (train, pipeline, final model, '
+                    'model selection); default the space\'s train_cpu config.')
 flags.DEFINE_string('train_params_override', '',
                     '--mode=train|pipeline: overrides of the full-training '
                     'config (--params_override stays the search\'s).')
@@ -479,21 +482,20 @@ def _base_architecture(job_dir: str, trial_id: int):
   return identity['search_space'], trial.nas_params_str, identity
 
 
-def _augment_stage(job_dir: str, base_trial_id: int, max_trials: int):
+def _augment_stage(job_dir: str, base_trial_id: int, max_trials: int,
+                   space: str = '', algorithm: str = ''):
   """Searches an augmentation policy for one fixed architecture; returns
   (the augmentation space, the stage's trials).
 
   Experiment, config, overrides and data default to the base search's, so the
-  policy is searched on the setting the architecture was found in. Without
-  `max_trials`, RandAugment's grid is searched whole and others get
-  --max_trials.
+  policy is searched on the setting the architecture was found in. The space
+  defaults to the task's RandAugment, searched whole by grid without
+  `max_trials`; other algorithms get --max_trials.
   """
   base_space, base_params, base = _base_architecture(job_dir, base_trial_id)
   experiment = (FLAGS.experiment if FLAGS['experiment'].present
                 else base.get('experiment', ''))
-  if FLAGS['search_space'].present:
-    space = FLAGS.search_space
-  else:
+  if not space:
     task = 'segmentation' if 'segmentation' in experiment else 'detection'
     space = f'randaugment_{task}'
   if not search_spaces.augmentation_task(space):
@@ -510,9 +512,8 @@ def _augment_stage(job_dir: str, base_trial_id: int, max_trials: int):
     os.makedirs(job_dir, exist_ok=True)
     artifacts.write_text(config_file, base['config'])
     inputs = inputs._replace(config_file=config_file)
-  grid = space.startswith('randaugment')
-  algorithm = FLAGS.algorithm if FLAGS['algorithm'].present else (
-      'grid' if grid else algorithms.DEFAULT_ALGORITHM)
+  algorithm = algorithm or ('grid' if space.startswith('randaugment')
+                            else algorithms.DEFAULT_ALGORITHM)
   if not max_trials:
     max_trials = (pg.dna_spec(search_spaces.get_search_space(space)).space_size
                   if algorithm == 'grid' else FLAGS.max_trials)
@@ -521,8 +522,10 @@ def _augment_stage(job_dir: str, base_trial_id: int, max_trials: int):
 
 
 def run_augment_search_mode() -> None:
+  given = lambda flag: FLAGS[flag].value if FLAGS[flag].present else ''
   _augment_stage(_require_job_dir(), FLAGS.base_trial_id,
-                 FLAGS.max_trials if FLAGS['max_trials'].present else 0)
+                 FLAGS.max_trials if FLAGS['max_trials'].present else 0,
+                 given('search_space'), given('algorithm'))
 
 
 def _chosen_search_trials(job_dir: str):
@@ -567,7 +570,9 @@ def _stage_inputs(job_dir: str, identity: dict, search_space: str,
 
   return trial.TrialInputs(
       search_space=search_space, experiment=inherited('experiment'),
-      config_file=FLAGS.config_file if FLAGS['config_file'].present else '',
+      config_file=(FLAGS.train_config_file if config_stage == 'train'
+                   else FLAGS.config_file if FLAGS['config_file'].present
+                   else ''),
       params_override=(FLAGS.train_params_override if config_stage == 'train'
                        else inherited('params_override')),
       train_data=inherited('train_data'), eval_data=inherited('eval_data'),
