@@ -131,6 +131,7 @@ def test_early_stopping_needs_an_intermediate_evaluation(tmp_path):
   assert not os.path.exists(tmp_path / store_lib.STORE_FILE)
 
 
+@pytest.mark.slow  # Real trials; test_search's resume test covers them fast.
 @pytest.mark.parametrize('algorithm', ['ppo', 'nsga2'])
 def test_new_algorithms_run_real_trials_and_resume(tmp_path, algorithm):
   """A real 1-trial search, then the same command extended to 2 trials."""

@@ -303,6 +303,7 @@ def _trial_log(job_dir, stage, trial_id):
                       artifacts.LOG_FILE)
 
 
+@pytest.mark.slow  # About 2 CPU-minutes: make test-all.
 def test_model_selection_runs_in_rounds_and_resumes(tmp_path):
   job_dir = str(tmp_path / 'job')
   flags = ('--mode=proxy_model_selection', f'--job_dir={job_dir}',
@@ -366,6 +367,7 @@ def test_variance_repeats_one_model_and_resumes(tmp_path):
       np.mean([variance.smoothness(c) for c in curves]))
 
 
+@pytest.mark.slow  # About 2 CPU-minutes: make test-all.
 def test_proxy_search_ranks_candidates_and_resumes(tmp_path):
   job_dir = str(tmp_path / 'job')
   reference_path = tmp_path / 'reference.json'
