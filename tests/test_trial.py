@@ -18,23 +18,28 @@ def test_trial_trains_reports_and_writes_artifacts(tmp_path):
   sample = mnasnet_sample(1)
   params_file = tmp_path / 'params.json'
   params_file.write_text(sample)
+  # 80 steps: at 40 this sample's batch-norm statistics have not settled on
+  # some CPUs (top-1 0.11 here, with AVX512 kernels).
+  override = TINY_OVERRIDE.replace('train_steps=40', 'train_steps=80').replace(
+      'validation_interval=40', 'validation_interval=80').replace(
+          'checkpoint_interval=40', 'checkpoint_interval=80')
   result = cli('--mode=trial', f'--job_dir={tmp_path}', '--trial_id=7',
                f'--nas_params_str={params_file}', '--search_space=mnasnet',
-               f'--params_override={TINY_OVERRIDE}', '--seed=3', check=True)
+               f'--params_override={override}', '--seed=3', check=True)
   trial_dir = tmp_path / 'trials' / '7'
   metrics = json.loads((trial_dir / 'metrics.json').read_text())
   printed = json.loads(result.stdout.strip().splitlines()[-1])
   assert printed['top_1_accuracy'] == metrics['top_1_accuracy']
   assert 0.0 <= metrics['top_1_accuracy'] <= 1.0
-  # 40 steps on digits already beat chance (0.1) clearly.
+  # 80 steps on digits already beat chance (0.1) clearly.
   assert metrics['top_1_accuracy'] > 0.15
   assert metrics['multi_add_flops_billion'] > 0
   assert metrics['params'] > 10_000
-  assert metrics['train_steps'] == 40
+  assert metrics['train_steps'] == 80
   assert json.loads((trial_dir / 'nas_params_str.json').read_text()) == json.loads(sample)
   assert (trial_dir / 'params.yaml').exists()
   assert (trial_dir / 'architecture.json').exists()
-  assert glob.glob(str(trial_dir / 'ckpt-40.index'))
+  assert glob.glob(str(trial_dir / 'ckpt-80.index'))
   assert glob.glob(str(trial_dir / 'train' / 'events.out.tfevents.*'))
   assert glob.glob(str(trial_dir / 'validation' / 'events.out.tfevents.*'))
   # The searched spec reached the Model Garden config.
