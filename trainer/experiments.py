@@ -258,25 +258,31 @@ def load_experiment_config(experiment: str, config_file: str = '',
       raise ConfigError(f'{config_file} must hold a YAML mapping of config keys')
     _override(params, overrides, f'config file {config_file}')
   if params_override:
-    try:
-      text = hyperparams.nested_csv_str_to_json_str(params_override)
-    except ValueError:
-      text = params_override  # Not k=v pairs: a YAML or JSON mapping.
-    try:
-      overrides = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-      raise ConfigError(
-          f'cannot parse --params_override: {_one_line(e)}') from e
-    if not isinstance(overrides, dict):
-      raise ConfigError('--params_override must be key=value pairs or a '
-                        'YAML/JSON mapping, e.g. trainer.train_steps=100')
-    _override(params, overrides, '--params_override')
+    _override(params, parse_override(params_override), '--params_override')
   try:
     params.validate()
   except (KeyError, ValueError, AssertionError) as e:
     raise ConfigError(f'invalid experiment config: {_one_line(e)}') from e
   _check_trainer(params.trainer)
   return params
+
+
+def parse_override(params_override: str) -> dict:
+  """A --params_override value (k=v pairs, or a YAML/JSON mapping) as a nested
+  mapping; ConfigError with a one-line message if it is neither."""
+  try:
+    text = hyperparams.nested_csv_str_to_json_str(params_override)
+  except ValueError:
+    text = params_override  # Not k=v pairs: a YAML or JSON mapping.
+  try:
+    overrides = yaml.safe_load(text)
+  except yaml.YAMLError as e:
+    raise ConfigError(
+        f'cannot parse --params_override: {_one_line(e)}') from e
+  if not isinstance(overrides, dict):
+    raise ConfigError('--params_override must be key=value pairs or a '
+                      'YAML/JSON mapping, e.g. trainer.train_steps=100')
+  return overrides
 
 
 def _check_trainer(trainer: cfg.TrainerConfig) -> None:

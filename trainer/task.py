@@ -35,7 +35,6 @@ from typing import Any, Callable, Dict, List, Optional
 from absl import app
 from absl import flags
 import pyglove as pg
-import yaml
 
 from proxy_tasks import candidates as candidates_lib
 from proxy_tasks import model_selection
@@ -754,21 +753,8 @@ def _override_mapping(value) -> dict:
     return value
   if not value:
     return {}
-  # pylint: disable-next=g-import-not-at-top  (TensorFlow)
-  from official.modeling.hyperparams import params_dict
-  try:
-    text = params_dict.nested_csv_str_to_json_str(value)
-  except ValueError:
-    text = value  # Not k=v pairs: a YAML or JSON mapping.
-  try:
-    mapping = yaml.safe_load(text)
-  except yaml.YAMLError as e:
-    raise UsageError(
-        f'cannot parse the override {value!r}: {one_line(e)}') from e
-  if not isinstance(mapping, dict):
-    raise UsageError(f'the override {value!r} is neither k=v pairs nor a '
-                     'mapping')
-  return mapping
+  from trainer import experiments  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  return experiments.parse_override(value)
 
 
 def _merged_override(*values) -> str:
