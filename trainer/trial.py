@@ -20,6 +20,7 @@ from official.core import config_definitions as cfg
 from official.core import task_factory
 from official.core import train_lib
 from official.core import train_utils
+from official.modeling import performance
 from official.vision.utils import summary_manager
 from augment import parsers
 import configs
@@ -83,6 +84,21 @@ class TrialInputs(NamedTuple):
   init_checkpoint: str = ''
 
 
+class Runtime(NamedTuple):
+  """How a trial runs, not what it trains: its tf.distribute strategy and
+  precision, set in Model Garden's runtime config. Empty fields keep the
+  config's."""
+  distribution_strategy: str = ''
+  tpu: str = ''
+  mixed_precision: bool = False
+  # Logical CPU devices for a mirrored strategy on a machine without GPUs.
+  cpu_replicas: int = 0
+
+
+class NanLossError(RuntimeError):
+  """The training loss became NaN or infinite."""
+
+
 class PreparedTrial(NamedTuple):
   spec: Any  # The architecture.
   nas_params_str: str
@@ -93,8 +109,8 @@ class PreparedTrial(NamedTuple):
   policy_spec: Any = None  # The augmentation policy, in augmentation trials.
 
 
-def prepare(inputs: TrialInputs, nas_params_str: str,
-            seed: int = 0) -> PreparedTrial:
+def prepare(inputs: TrialInputs, nas_params_str: str, seed: int = 0,
+            runtime: Runtime = Runtime()) -> PreparedTrial:
   """Validates every input and builds the trial's config, without training.
 
   Raises a ValueError subclass or FileNotFoundError with a one-line message.
@@ -130,6 +146,7 @@ def prepare(inputs: TrialInputs, nas_params_str: str,
     params.trainer.best_checkpoint_export_subdir = BEST_CHECKPOINT_DIR
     params.trainer.best_checkpoint_eval_metric = family.eval_metric
     params.trainer.best_checkpoint_metric_comp = 'higher'
+  _apply_runtime(params.runtime, runtime)
   if inputs.init_checkpoint:
     params.task.init_checkpoint = inputs.init_checkpoint
     params.task.init_checkpoint_modules = (
@@ -138,6 +155,51 @@ def prepare(inputs: TrialInputs, nas_params_str: str,
   params.lock()
   return PreparedTrial(spec, nas_params_str, experiment, config_file, params,
                        seed, policy_spec)
+
+
+def _apply_runtime(config: cfg.RuntimeConfig, runtime: Runtime) -> None:
+  """Maps the trial's runtime flags onto Model Garden's runtime config, for
+  the devices this process sees."""
+  gpus = len(tf.config.list_physical_devices('GPU'))
+  if runtime.distribution_strategy:
+    config.distribution_strategy = runtime.distribution_strategy
+    config.num_gpus = (min(gpus, 1) if runtime.distribution_strategy ==
+                       'one_device' else gpus)
+  if runtime.tpu:
+    config.tpu = runtime.tpu
+  if runtime.cpu_replicas > 1 and (
+      gpus or config.distribution_strategy not in ('mirrored',
+                                                   'multi_worker_mirrored')):
+    raise ValueError('--cpu_replicas needs a mirrored or '
+                     'multi_worker_mirrored strategy on a machine without '
+                     'GPUs')
+  if runtime.mixed_precision:
+    on_gpu = gpus and config.distribution_strategy != 'tpu'
+    config.mixed_precision_dtype = 'float16' if on_gpu else 'bfloat16'
+    config.loss_scale = 'dynamic' if on_gpu else None
+
+
+def split_cpu(replicas: int) -> None:
+  """Makes the CPU `replicas` logical devices; must run before TensorFlow
+  initialises its devices (first thing in a trial process)."""
+  if replicas > 1:
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+
+
+def _strategy(runtime: cfg.RuntimeConfig) -> tf.distribute.Strategy:
+  """Model Garden's strategy for the runtime config; mirrored over the
+  logical CPUs when split_cpu made several."""
+  cpus = tf.config.list_logical_devices('CPU')
+  if (len(cpus) > 1 and not runtime.num_gpus and runtime.distribution_strategy
+      in ('mirrored', 'multi_worker_mirrored')):
+    return tf.distribute.MirroredStrategy([d.name for d in cpus])
+  return distribute_utils.get_distribution_strategy(
+      distribution_strategy=runtime.distribution_strategy,
+      all_reduce_alg=runtime.all_reduce_alg,
+      num_gpus=runtime.num_gpus,
+      tpu_address=runtime.tpu)
 
 
 def data_config(inputs: TrialInputs, task: str) -> cfg.ExperimentConfig:
@@ -259,6 +321,21 @@ class EvalRecorder:
       f.write(json.dumps(record) + '\n')
 
 
+class NanGuard:
+  """Orbit train action failing the trial once a loss is not finite (the
+  message holds "NaN", as the platform's trainer checks)."""
+
+  def __init__(self, steps_per_loop: int, first_step: int):
+    self._steps_per_loop, self._step = steps_per_loop, first_step
+
+  def __call__(self, output: Dict[str, Any]) -> None:
+    self._step += self._steps_per_loop
+    for key, value in output.items():
+      if 'loss' in key and np.ndim(value) == 0 and not np.isfinite(value):
+        raise NanLossError(f'NaN loss: {key} is {float(value)} by step '
+                           f'{self._step}')
+
+
 class LoopTimer:
   """Orbit train action stamping the end of each train loop."""
 
@@ -310,24 +387,24 @@ def run(prepared: PreparedTrial, trial_dir: str,
   params = prepared.params
   tf_keras.utils.set_random_seed(prepared.seed)
 
-  runtime = params.runtime
-  strategy = distribute_utils.get_distribution_strategy(
-      distribution_strategy=runtime.distribution_strategy,
-      all_reduce_alg=runtime.all_reduce_alg,
-      num_gpus=runtime.num_gpus,
-      tpu_address=runtime.tpu)
+  if params.runtime.mixed_precision_dtype:
+    performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+  strategy = _strategy(params.runtime)
   with strategy.scope():
     task = task_factory.get_task(params.task, logging_dir=trial_dir)
   restored = tf.train.latest_checkpoint(trial_dir)
+  first_step = int(restored.rsplit('-', 1)[1]) if restored else 0
   train_loops = LoopTimer()
   evals = EvalRecorder(
       os.path.join(trial_dir, artifacts.EVALUATIONS_FILE), prepared.experiment,
-      params, int(restored.rsplit('-', 1)[1]) if restored else 0)
+      params, first_step)
   setup_done = time.time()
   model, _ = train_lib.run_experiment(
       distribution_strategy=strategy, task=task, mode='train_and_eval',
       params=params, model_dir=trial_dir,
-      train_actions=[train_loops], eval_actions=[evals],
+      train_actions=[NanGuard(params.trainer.steps_per_loop, first_step),
+                     train_loops],
+      eval_actions=[evals],
       eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
           params=params, model_dir=trial_dir))
   trained = time.time()
@@ -345,6 +422,8 @@ def run(prepared: PreparedTrial, trial_dir: str,
       'multi_add_flops_billion': flops / 2 / 1e9 if flops else None,
       'params': int(model.count_params()),
       'train_steps': int(params.trainer.train_steps),
+      'replicas': int(strategy.num_replicas_in_sync),
+      'compute_dtype': tf_keras.mixed_precision.global_policy().compute_dtype,
       'steady_steps_per_s': train_loops.steady_steps_per_s(
           params.trainer.steps_per_loop),
       'setup_s': setup_done - started_at,
