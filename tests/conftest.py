@@ -17,10 +17,11 @@ TINY_OVERRIDE = ('trainer.train_steps=40,trainer.steps_per_loop=20,'
                  'trainer.checkpoint_interval=40,task.train_data.global_batch_size=32')
 
 
-def cli(*args, timeout=600, check=False):
-  """Runs `python -m trainer.task` with flags; returns the CompletedProcess."""
+def cli(*args, timeout=600, check=False, prefix=()):
+  """Runs `python -m trainer.task` with flags (after a `prefix` command);
+  returns the CompletedProcess."""
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
-  result = subprocess.run([sys.executable, '-m', 'trainer.task', *args],
+  result = subprocess.run([*prefix, sys.executable, '-m', 'trainer.task', *args],
                           cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
   if check and result.returncode != 0:

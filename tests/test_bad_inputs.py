@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import sqlite3
 
 import pytest
 
@@ -44,6 +45,12 @@ def _unknown_key_yaml(tmp_path):
   return f'--config_file={path}'
 
 
+def _garbage_records(tmp_path):
+  path = tmp_path / 'train-00000-of-00001'
+  path.write_bytes(b'this is not a TFRecord file' * 10)
+  return [f'--train_data={path}', f'--eval_data={path}']
+
+
 SEARCH_CASES = {
     'unknown space': (lambda tmp: ['--search_space=no_such_space'],
                       "unknown search space 'no_such_space'; valid: autoaugment_detection"),
@@ -58,6 +65,16 @@ SEARCH_CASES = {
     'missing data': (lambda tmp: ['--train_data=/no/such/train-*',
                                   '--eval_data=/no/such/eval-*'],
                      'no files match --train_data=/no/such/train-*'),
+    'corrupt data': (
+        _garbage_records,
+        '(--train_data) is not a TFRecord file of tf.Examples: corrupted '
+        'record at 0'),
+    'cpu replicas without mirrored': (
+        lambda tmp: ['--cpu_replicas=2'],
+        '--cpu_replicas needs a mirrored or multi_worker_mirrored strategy'),
+    'ray flags without ray': (
+        lambda tmp: ['--cpus_per_trial=2'],
+        '--cpus_per_trial only with --executor=ray'),
     'changed config on resume': (
         lambda tmp: ['--target_flops_multi_adds_billion=0.5'],
         'different target_flops_multi_adds_billion'),
@@ -82,6 +99,50 @@ def test_bad_input_creates_no_store_in_a_new_job_dir(tmp_path):
   result = cli(*search_flags(str(job_dir), 2), _bad_yaml(tmp_path))
   _assert_one_line_error(result, 'is not valid YAML')
   assert not (job_dir / 'nas_garden.db').exists()
+
+
+def _read_only(path):
+  """A command prefix under which `path` is a read-only mount (root), or
+  none after taking its write bits (other users)."""
+  if os.geteuid() != 0:
+    os.chmod(path, 0o555)
+    return []
+  return ['unshare', '-m', 'sh', '-c',
+          'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && '
+          'exec "$@"', str(path)]
+
+
+def test_read_only_job_dir(search_job, tmp_path):
+  job_dir, _ = search_job
+  before = _snapshot(job_dir)
+  flags = search_flags(job_dir, 4, '--target_flops_multi_adds_billion=0.0008')
+  result = cli(*flags, prefix=_read_only(job_dir))
+  _assert_one_line_error(result, f'job dir {job_dir} is not writable')
+  assert _snapshot(job_dir) == before
+
+  parent = tmp_path / 'read_only'
+  parent.mkdir()
+  result = cli(*search_flags(str(parent / 'job'), 1), prefix=_read_only(parent))
+  _assert_one_line_error(
+      result, f'cannot create job dir {parent / "job"}: {parent} is not writable')
+  assert not (parent / 'job').exists()
+
+
+def test_job_dir_of_a_newer_store_schema(tmp_path):
+  job_dir = tmp_path / 'job'
+  job_dir.mkdir()
+  with sqlite3.connect(job_dir / 'nas_garden.db') as db:
+    db.execute('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)')
+    db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+    db.execute('CREATE TABLE trials_v99 (anything TEXT)')
+  before = (job_dir / 'nas_garden.db').read_bytes()
+  for args in (search_flags(str(job_dir), 1),
+               ('--mode=list', f'--job_dir={job_dir}')):
+    result = cli(*args)
+    _assert_one_line_error(result, 'was written by a newer nas-garden (store '
+                           'schema 99 > 1); upgrade nas-garden to use it')
+  assert (job_dir / 'nas_garden.db').read_bytes() == before
+  assert not (job_dir / 'trials').exists()
 
 
 TRIAL_CASES = {

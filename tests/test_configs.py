@@ -30,3 +30,14 @@ def test_every_space_and_task_has_the_five_configs():
     for suffix in ('search_cpu', 'search_gpu', 'search_tpu', 'train_cpu',
                    'train_gpu'):
       assert f'{pair}_{suffix}' in names
+
+
+def test_overrides_read_exponent_floats_as_model_garden_does():
+  # Plain safe YAML reads 1e-3 as a string, which Model Garden would then
+  # pass to the optimizer as an initializer name.
+  assert experiments.parse_override('a.b=1e-3,c=2,d=2.5E+2,e=abc') == {
+      'a': {'b': 0.001}, 'c': 2, 'd': 250.0, 'e': 'abc'}
+  params = experiments.load_experiment_config(
+      'nas_image_classification', '',
+      'trainer.optimizer_config.learning_rate.constant.learning_rate=1e-3')
+  assert params.trainer.optimizer_config.learning_rate.constant.learning_rate == 0.001

@@ -8,6 +8,7 @@ trainer and evaluators (COCO AP, mIoU) run unchanged:
 
 import dataclasses
 import os
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -250,7 +251,7 @@ def load_experiment_config(experiment: str, config_file: str = '',
       raise ConfigError(f'config file not found: {config_file}')
     try:
       with open(config_file) as f:
-        overrides = yaml.safe_load(f)
+        overrides = yaml.load(f, Loader=ConfigLoader)
     except yaml.YAMLError as e:
       raise ConfigError(f'{config_file} is not valid YAML: '
                         f'{_one_line(e)}') from e
@@ -267,6 +268,17 @@ def load_experiment_config(experiment: str, config_file: str = '',
   return params
 
 
+class ConfigLoader(yaml.SafeLoader):
+  """Safe YAML that also reads exponent floats without a dot (1e-3) as
+  floats, as Model Garden reads its own configs and overrides."""
+
+
+ConfigLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
+    list('-+0123456789'))
+
+
 def parse_override(params_override: str) -> dict:
   """A --params_override value (k=v pairs, or a YAML/JSON mapping) as a nested
   mapping; ConfigError with a one-line message if it is neither."""
@@ -275,7 +287,7 @@ def parse_override(params_override: str) -> dict:
   except ValueError:
     text = params_override  # Not k=v pairs: a YAML or JSON mapping.
   try:
-    overrides = yaml.safe_load(text)
+    overrides = yaml.load(text, Loader=ConfigLoader)
   except yaml.YAMLError as e:
     raise ConfigError(
         f'cannot parse --params_override: {_one_line(e)}') from e

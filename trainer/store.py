@@ -68,6 +68,28 @@ def store_path(job_dir: str) -> str:
   return os.path.join(job_dir, STORE_FILE)
 
 
+def make_job_dir(job_dir: str) -> None:
+  try:
+    os.makedirs(job_dir, exist_ok=True)
+  except OSError as e:
+    raise StoreError(f'cannot create job dir {job_dir}: {e.strerror}') from e
+
+
+def check_writable(job_dir: str) -> None:
+  """A job dir, or the nearest existing folder above a new one, must be
+  writable (a read-only mount fails this even for root)."""
+  existing = job_dir
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise StoreError(f'cannot create job dir {job_dir}: {existing} is not a '
+                     'directory')
+  if not os.access(existing, os.W_OK):
+    raise StoreError(f'job dir {job_dir} is not writable' if existing ==
+                     job_dir else f'cannot create job dir {job_dir}: '
+                     f'{existing} is not writable')
+
+
 class Store:
   """A job's trials. Open with `Store.open(job_dir, create=...)`."""
 
@@ -77,43 +99,49 @@ class Store:
   @classmethod
   def open(cls, job_dir: str, create: bool = False,
            read_only: bool = False) -> 'Store':
-    """Opens (or with `create`, makes) the store of a job dir."""
+    """Opens (or with `create`, makes) the store of a job dir.
+
+    Nothing is written to a store until it is known to be one this version
+    can use (not a newer schema, not another file).
+    """
     path = store_path(job_dir)
     if not os.path.exists(path):
       if not create:
         raise StoreError(f'no nas-garden job in {job_dir} (missing {STORE_FILE})')
-      try:
-        os.makedirs(job_dir, exist_ok=True)
-      except OSError as e:
-        raise StoreError(f'cannot create job dir {job_dir}: {e.strerror}') from e
-    if not read_only and not os.access(job_dir, os.W_OK):
-      raise StoreError(f'job dir {job_dir} is not writable')
+      make_job_dir(job_dir)
+    if not read_only:
+      check_writable(job_dir)
     try:
-      if read_only:
-        db = sqlite3.connect(f'file:{path}?mode=ro', uri=True,
-                             isolation_level=None, timeout=30)
-        store = cls(db)
-      else:
-        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+      db = sqlite3.connect(f'file:{path}?mode=ro' if read_only else path,
+                           uri=read_only, isolation_level=None, timeout=30)
+      store = cls(db)
+      version = store._schema_version()
+      if version is not None and version > SCHEMA_VERSION:
+        db.close()
+        raise StoreError(
+            f'{path} was written by a newer nas-garden (store schema '
+            f'{version} > {SCHEMA_VERSION}); upgrade nas-garden to use it')
+      if not read_only:
         db.execute('PRAGMA journal_mode=WAL')
         db.execute('PRAGMA synchronous=FULL')
-        store = cls(db)
         with store._transaction():
           for statement in _SCHEMA.split(';'):
             if statement.strip():
               db.execute(statement)
-          if store._meta_value('schema_version') is None:
+          if version is None:
             db.execute('INSERT INTO meta VALUES (?, ?)',
                        ('schema_version', str(SCHEMA_VERSION)))
-      version = int(store._meta_value('schema_version'))
     except sqlite3.DatabaseError as e:
       raise StoreError(f'{path} is not a usable nas-garden store: {e}') from e
-    if version > SCHEMA_VERSION:
-      db.close()
-      raise StoreError(
-          f'{path} was written by a newer nas-garden (store schema '
-          f'{version} > {SCHEMA_VERSION}); upgrade nas-garden to use it')
     return store
+
+  def _schema_version(self) -> Optional[int]:
+    """The store's schema version; None for a new, empty database."""
+    has_meta = self._db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+    value = self._meta_value('schema_version') if has_meta else None
+    return int(value) if value is not None else None
 
   def close(self) -> None:
     self._db.close()

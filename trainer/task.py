@@ -26,6 +26,7 @@ Modes:
 
 import json
 import os
+import re
 import random
 import shutil
 import sys
@@ -385,6 +386,7 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
   from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   if max_trials < 1:
     raise UsageError('--max_trials must be at least 1')
+  store_lib.check_writable(job_dir)  # Built-in data is written there first.
   space = search_spaces.get_search_space(inputs.search_space)
   if proposals is None:
     algorithm = algorithms.make_algorithm(
@@ -1224,7 +1226,15 @@ def run_proxy_search_mode() -> None:
 
 
 def one_line(error: BaseException) -> str:
-  return ' '.join(str(error).split()) or type(error).__name__
+  """The error's message on one line. An error raised in a traced
+  TensorFlow function keeps only its final exception, not the traceback
+  TensorFlow puts before it."""
+  lines = str(error).splitlines()
+  if 'in user code:' in str(error):
+    raised = [i for i, line in enumerate(lines)
+              if re.match(r'\s*[\w.]+(Error|Exception): ', line)]
+    lines = lines[raised[-1]:] if raised else lines
+  return ' '.join(' '.join(lines).split()) or type(error).__name__
 
 
 def main(argv) -> None:

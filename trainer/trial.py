@@ -95,10 +95,6 @@ class Runtime(NamedTuple):
   cpu_replicas: int = 0
 
 
-class NanLossError(RuntimeError):
-  """The training loss became NaN or infinite."""
-
-
 class PreparedTrial(NamedTuple):
   spec: Any  # The architecture.
   nas_params_str: str
@@ -321,21 +317,6 @@ class EvalRecorder:
       f.write(json.dumps(record) + '\n')
 
 
-class NanGuard:
-  """Orbit train action failing the trial once a loss is not finite (the
-  message holds "NaN", as the platform's trainer checks)."""
-
-  def __init__(self, steps_per_loop: int, first_step: int):
-    self._steps_per_loop, self._step = steps_per_loop, first_step
-
-  def __call__(self, output: Dict[str, Any]) -> None:
-    self._step += self._steps_per_loop
-    for key, value in output.items():
-      if 'loss' in key and np.ndim(value) == 0 and not np.isfinite(value):
-        raise NanLossError(f'NaN loss: {key} is {float(value)} by step '
-                           f'{self._step}')
-
-
 class LoopTimer:
   """Orbit train action stamping the end of each train loop."""
 
@@ -399,14 +380,17 @@ def run(prepared: PreparedTrial, trial_dir: str,
       os.path.join(trial_dir, artifacts.EVALUATIONS_FILE), prepared.experiment,
       params, first_step)
   setup_done = time.time()
-  model, _ = train_lib.run_experiment(
-      distribution_strategy=strategy, task=task, mode='train_and_eval',
-      params=params, model_dir=trial_dir,
-      train_actions=[NanGuard(params.trainer.steps_per_loop, first_step),
-                     train_loops],
-      eval_actions=[evals],
-      eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
-          params=params, model_dir=trial_dir))
+  try:
+    model, _ = train_lib.run_experiment(
+        distribution_strategy=strategy, task=task, mode='train_and_eval',
+        params=params, model_dir=trial_dir,
+        train_actions=[train_loops], eval_actions=[evals],
+        eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
+            params=params, model_dir=trial_dir))
+  except tf.errors.DataLossError as e:
+    corrupt = data.find_corrupt_record([params.task.train_data.input_path,
+                                        params.task.validation_data.input_path])
+    raise ValueError(f'corrupt TFRecord data: {corrupt or e.message}') from e
   trained = time.time()
   if not evals.records:
     raise RuntimeError('the trial ran no evaluation; check trainer.train_steps '
