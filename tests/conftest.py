@@ -61,8 +61,10 @@ def search_flags(job_dir, max_trials, *extra):
 
 @pytest.fixture(scope='session')
 def search_job(tmp_path_factory):
-  """A finished 3-trial random search with a FLOPs target (real trials)."""
+  """A finished 3-trial search with a FLOPs target, two trials at a time
+  (real trials, local executor)."""
   job_dir = str(tmp_path_factory.mktemp('search_job'))
-  result = cli(*search_flags(job_dir, 3, '--target_flops_multi_adds_billion=0.0008'),
+  result = cli(*search_flags(job_dir, 3, '--target_flops_multi_adds_billion=0.0008',
+                             '--max_parallel_trials=2'),
                check=True)
   return job_dir, result.stdout

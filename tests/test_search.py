@@ -34,6 +34,7 @@ def test_search_runs_trials_and_reports(search_job):
     assert t.reward == pytest.approx(acc * min(1.0, 0.0008 / flops))
     assert os.path.exists(os.path.join(job_dir, 'trials', str(t.id), 'metrics.json'))
   assert len({t.nas_params_str for t in trials}) == 3
+  assert trials[1].created_at < trials[0].finished_at  # Two at a time.
   best = max(trials, key=lambda t: t.reward)
   for t in trials:
     assert f'trial {t.id:>3}/3 running' in stdout

@@ -170,7 +170,7 @@ def _apply_runtime(config: cfg.RuntimeConfig, runtime: Runtime) -> None:
                      'multi_worker_mirrored strategy on a machine without '
                      'GPUs')
   if runtime.mixed_precision:
-    on_gpu = gpus and config.distribution_strategy != 'tpu'
+    on_gpu = bool(gpus) and config.distribution_strategy != 'tpu'
     config.mixed_precision_dtype = 'float16' if on_gpu else 'bfloat16'
     config.loss_scale = 'dynamic' if on_gpu else None
 
