@@ -34,21 +34,13 @@ from trainer import executors  # pylint: disable=wrong-import-position
 from trainer import reward as reward_lib  # pylint: disable=wrong-import-position
 from trainer import search  # pylint: disable=wrong-import-position
 from trainer import store as store_lib  # pylint: disable=wrong-import-position
-
-SEED = 7
-
-
-def architecture() -> str:
-  with open(os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params',
-                         'mnasnet.json')) as f:
-    return json.load(f)['nas_params_str_samples'][0]
-
+import tiny_trial  # pylint: disable=wrong-import-position  (bench/)
 
 def trial_args(job_dir: str, trial_id: int, override: str):
   return executors.trial_argv({
       'search_space': 'mnasnet', 'job_dir': job_dir, 'trial_id': trial_id,
-      'seed': SEED, 'params_override': override,
-      'nas_params_str': architecture()})
+      'seed': tiny_trial.SEED, 'params_override': override,
+      'nas_params_str': tiny_trial.architecture()})
 
 
 def run_direct(job_dir: str, trial_id: int, override: str) -> float:
@@ -70,7 +62,7 @@ def run_controller(executor, job_dir: str, count: int, override: str):
   """(b), (c): `count` trials of the architecture through the controller;
   their controller times."""
   space = search_spaces.get_search_space('mnasnet')
-  dna = search_spaces.dna_from_nas_params(space, architecture())
+  dna = search_spaces.dna_from_nas_params(space, tiny_trial.architecture())
   store = store_lib.Store.open(job_dir, create=True)
   trials = search.Search(
       store, 'search', space, algorithms.FixedProposals([dna] * count),
@@ -91,9 +83,7 @@ def main() -> None:
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--trials_per_round', type=int, default=2)
   args = parser.parse_args()
-  override = (f'trainer.train_steps={args.steps},'
-              f'trainer.validation_interval={args.steps},'
-              f'trainer.checkpoint_interval={args.steps}')
+  override = tiny_trial.override(args.steps)
   cpus = os.cpu_count()
   started = time.perf_counter()
   ray_executor = executors.RayExecutor(cpus_per_trial=cpus)

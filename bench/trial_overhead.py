@@ -32,22 +32,14 @@ import tf_keras  # pylint: disable=wrong-import-position
 from trainer import artifacts  # pylint: disable=wrong-import-position
 from trainer import executors  # pylint: disable=wrong-import-position
 from trainer import trial  # pylint: disable=wrong-import-position
-
-SEED = 7
-
-
-def architecture() -> str:
-  with open(os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params',
-                         'mnasnet.json')) as f:
-    return json.load(f)['nas_params_str_samples'][0]
-
+import tiny_trial  # pylint: disable=wrong-import-position  (bench/)
 
 def run_as_trial(job_dir: str, override: str) -> dict:
   """(a) The controller's path: a fresh `--mode=trial` process."""
   argv = executors.trial_argv({
       'search_space': 'mnasnet', 'job_dir': job_dir, 'trial_id': 1,
-      'seed': SEED, 'params_override': override,
-      'nas_params_str': architecture()})
+      'seed': tiny_trial.SEED, 'params_override': override,
+      'nas_params_str': tiny_trial.architecture()})
   started = time.perf_counter()
   outcome = executors.LocalExecutor().run(
       argv, artifacts.trial_dir(job_dir, 'search', 1))
@@ -62,9 +54,9 @@ def run_model_garden_directly(job_dir: str, override: str) -> dict:
   prepared = trial.prepare(
       trial.TrialInputs('mnasnet', params_override=override,
                         data_dir=artifacts.data_dir(job_dir)),
-      architecture(), SEED)
+      tiny_trial.architecture(), tiny_trial.SEED)
   params = prepared.params
-  tf_keras.utils.set_random_seed(SEED)
+  tf_keras.utils.set_random_seed(tiny_trial.SEED)
   strategy = distribute_utils.get_distribution_strategy(
       distribution_strategy=params.runtime.distribution_strategy,
       num_gpus=params.runtime.num_gpus)
@@ -93,9 +85,7 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=3,
                       help='alternating runs of each side; medians reported')
   args = parser.parse_args()
-  override = (f'trainer.train_steps={args.steps},'
-              f'trainer.validation_interval={args.steps},'
-              f'trainer.checkpoint_interval={args.steps}')
+  override = tiny_trial.override(args.steps)
   print(f'tiny proxy: mnasnet at 32 px, batch 64, {args.steps} steps, digits; '
         f'{args.repeats} alternating runs each', flush=True)
   trials, directs = [], []

@@ -38,6 +38,7 @@ def test_overrides_read_exponent_floats_as_model_garden_does():
   assert experiments.parse_override('a.b=1e-3,c=2,d=2.5E+2,e=abc') == {
       'a': {'b': 0.001}, 'c': 2, 'd': 250.0, 'e': 'abc'}
   params = experiments.load_experiment_config(
-      'nas_image_classification', '',
+      'nas_image_classification',
+      configs.resolve('mnasnet_classification_search_cpu'),
       'trainer.optimizer_config.learning_rate.constant.learning_rate=1e-3')
   assert params.trainer.optimizer_config.learning_rate.constant.learning_rate == 0.001

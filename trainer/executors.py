@@ -170,7 +170,7 @@ class RayExecutor:
                gpus_per_trial: float = 0, max_parallel_trials: int = 1,
                timeout_s: float = 0):
     import ray  # pylint: disable=g-import-not-at-top  (the ray extra)
-    self._ray = ray
+    self.ray = ray
     self.timeout_s = timeout_s or None
     if not ray.is_initialized():
       options = dict(include_dashboard=False, log_to_driver=False,
@@ -187,9 +187,6 @@ class RayExecutor:
   def start(self, python_args: List[str], trial_dir: str,
             on_rerun: Optional[Callable[[str], None]] = None) -> 'RayTrial':
     return RayTrial(self, python_args, trial_dir, on_rerun)
-
-  def run(self, python_args: List[str], trial_dir: str) -> TrialOutcome:
-    return wait(self.start(python_args, trial_dir))
 
   def submit(self, python_args: List[str], trial_dir: str):
     return self._task.remote(python_args, trial_dir)
@@ -214,7 +211,7 @@ class RayTrial:
     return self._trial_dir
 
   def poll(self) -> Optional[TrialOutcome]:
-    ray = self._executor._ray  # pylint: disable=protected-access
+    ray = self._executor.ray
     ready, _ = ray.wait([self._ref], timeout=0)
     if not ready:
       if not self._deadline.passed():
@@ -241,10 +238,7 @@ class RayTrial:
 
   def stop(self) -> None:
     """Ends the trial now: its worker is killed, and the trial process with it."""
-    self._executor._ray.cancel(self._ref, force=True)  # pylint: disable=protected-access
-
-  def wait(self) -> TrialOutcome:
-    return wait(self)
+    self._executor.ray.cancel(self._ref, force=True)
 
 
 def read_outcome(trial_dir: str, returncode: int) -> TrialOutcome:
