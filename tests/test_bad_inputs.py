@@ -72,6 +72,9 @@ SEARCH_CASES = {
     'cpu replicas without mirrored': (
         lambda tmp: ['--cpu_replicas=2'],
         '--cpu_replicas needs a mirrored or multi_worker_mirrored strategy'),
+    'no Ray cluster': (
+        lambda tmp: ['--executor=ray', '--ray_address=auto'],
+        'cannot use the Ray cluster at auto: '),
     'ray flags without ray': (
         lambda tmp: ['--cpus_per_trial=2'],
         '--cpus_per_trial only with --executor=ray'),
