@@ -16,7 +16,7 @@ from trainer import executors
 from trainer import store as store_lib
 
 KILLS = 12
-MAX_TRIALS = 40
+MAX_TRIALS = 50
 
 
 def _controller(job_dir):
@@ -32,6 +32,12 @@ def _starts(job_dir):
     return []
   with open(path) as f:
     return [int(line) for line in f.read().split()]
+
+
+def _wait_for_a_start(controller, job_dir, starts_before):
+  while len(_starts(job_dir)) <= starts_before:
+    assert controller.poll() is None, controller.stderr.read()
+    time.sleep(0.02)
 
 
 def _check_snapshot(job_dir, previous, finished_starts):
@@ -66,7 +72,11 @@ def test_controller_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
       _, stderr = second.communicate(timeout=60)
       assert second.returncode == 1
       assert f'another controller (pid {controller.pid}) is running' in stderr
-    time.sleep(rng.uniform(0.05, 1.5))
+    if rng.random() < 0.25:  # During start-up, store opening and replay.
+      time.sleep(rng.uniform(0, 0.5))
+    else:  # Once it started a trial: at most a few trials per life.
+      _wait_for_a_start(controller, job_dir, len(_starts(job_dir)))
+      time.sleep(rng.uniform(0, 0.6))
     assert controller.poll() is None, 'the search ended before its kills'
     controller.send_signal(signal.SIGKILL)
     controller.wait()
