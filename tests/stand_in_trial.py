@@ -27,7 +27,7 @@ def main(trial_dir: str, nas_params_str: str) -> None:
   job_dir = os.path.dirname(os.path.dirname(trial_dir))
   with open(os.path.join(job_dir, STARTS_LOG), 'a') as f:
     f.write(os.path.basename(trial_dir) + '\n')
-  time.sleep(random.uniform(0.1, 0.3))
+  time.sleep(random.uniform(0.05, 0.2))
   with open(os.path.join(trial_dir, 'metrics.json'), 'w') as f:
     json.dump({'top_1_accuracy': score(nas_params_str),
                'accuracy_key': 'top_1_accuracy'}, f)

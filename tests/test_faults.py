@@ -16,7 +16,7 @@ from trainer import executors
 from trainer import store as store_lib
 
 KILLS = 12
-MAX_TRIALS = 50
+MAX_TRIALS = 40
 
 
 def _controller(job_dir):
@@ -76,7 +76,7 @@ def test_controller_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
       time.sleep(rng.uniform(0, 0.5))
     else:  # Once it started a trial: at most a few trials per life.
       _wait_for_a_start(controller, job_dir, len(_starts(job_dir)))
-      time.sleep(rng.uniform(0, 0.6))
+      time.sleep(rng.uniform(0, 0.4))
     assert controller.poll() is None, 'the search ended before its kills'
     controller.send_signal(signal.SIGKILL)
     controller.wait()
