@@ -72,13 +72,10 @@ def lifetime(job_dir: str, trial_id: int) -> float:
 
 def run_direct(job_dir: str, trial_id: int, override: str):
   """(a) The trial process alone: (wall time, its lifetime)."""
-  trial_dir = artifacts.trial_dir(job_dir, 'search', trial_id)
   started = time.time()
-  process, log = executors.start_process(
-      timed_trial_args(job_dir, trial_id, override), trial_dir)
-  returncode = process.wait()
-  log.close()
-  outcome = executors.read_outcome(trial_dir, returncode)
+  outcome = executors.run_trial_process(
+      timed_trial_args(job_dir, trial_id, override),
+      artifacts.trial_dir(job_dir, 'search', trial_id))
   wall = time.time() - started
   if outcome.error:
     raise SystemExit(f'trial failed: {outcome.error}')

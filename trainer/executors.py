@@ -111,16 +111,11 @@ class RunningTrial:
     self._log.close()
 
   def wait(self) -> TrialOutcome:
-    return wait(self)
-
-
-def wait(handle) -> TrialOutcome:
-  """Polls a trial handle until its trial ended."""
-  while True:
-    outcome = handle.poll()
-    if outcome is not None:
-      return outcome
-    time.sleep(POLL_S)
+    while True:
+      outcome = self.poll()
+      if outcome is not None:
+        return outcome
+      time.sleep(POLL_S)
 
 
 class LocalExecutor:
