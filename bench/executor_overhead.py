@@ -36,10 +36,10 @@ sys.path.insert(0, REPO)
 import search_spaces  # pylint: disable=wrong-import-position
 from trainer import algorithms  # pylint: disable=wrong-import-position
 from trainer import artifacts  # pylint: disable=wrong-import-position
-from trainer import executors  # pylint: disable=wrong-import-position
-from trainer import reward as reward_lib  # pylint: disable=wrong-import-position
-from trainer import search  # pylint: disable=wrong-import-position
-from trainer import store as store_lib  # pylint: disable=wrong-import-position
+from trainer.controller import executors  # pylint: disable=wrong-import-position
+from trainer.controller import reward as reward_lib  # pylint: disable=wrong-import-position
+from trainer.controller import search  # pylint: disable=wrong-import-position
+from trainer.controller import store as store_lib  # pylint: disable=wrong-import-position
 import tiny_trial  # pylint: disable=wrong-import-position  (bench/)
 
 LIFETIME_FILE = 'trial_process_lifetime.json'

@@ -30,8 +30,8 @@ from official.vision.utils import summary_manager  # pylint: disable=wrong-impor
 import tf_keras  # pylint: disable=wrong-import-position
 
 from trainer import artifacts  # pylint: disable=wrong-import-position
-from trainer import executors  # pylint: disable=wrong-import-position
-from trainer import trial  # pylint: disable=wrong-import-position
+from trainer.controller import executors  # pylint: disable=wrong-import-position
+from trainer.training import trial  # pylint: disable=wrong-import-position
 import tiny_trial  # pylint: disable=wrong-import-position  (bench/)
 
 def run_as_trial(job_dir: str, override: str) -> dict:

@@ -10,10 +10,10 @@ import sys
 
 import search_spaces
 from trainer import algorithms
-from trainer import executors
-from trainer import reward as reward_lib
-from trainer import search
-from trainer import store as store_lib
+from trainer.controller import executors
+from trainer.controller import reward as reward_lib
+from trainer.controller import search
+from trainer.controller import store as store_lib
 
 
 def make_search(job_dir: str, max_trials: int, launch) -> search.Search:

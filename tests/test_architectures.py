@@ -29,11 +29,11 @@ from official.vision.modeling.backbones import spinenet_mobile as mg_spinenet_mo
 from official.vision.modeling.decoders import factory as decoder_factory
 from official.vision.modeling.decoders import nasfpn as mg_nasfpn
 import search_spaces
-from trainer import architectures
-from trainer.architectures import mnasnet as mnasnet_arch
-from trainer.architectures import efficientnet_v2
-from trainer.architectures import nasfpn
-from trainer.architectures import spinenet
+from trainer.training import architectures
+from trainer.training.architectures import mnasnet as mnasnet_arch
+from trainer.training.architectures import efficientnet_v2
+from trainer.training.architectures import nasfpn
+from trainer.training.architectures import spinenet
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'vertex_nas_params'
 LITERAL = re.compile(r'\d+/\d+ \((.*)\)\Z')
@@ -41,7 +41,7 @@ LITERAL = re.compile(r'\d+/\d+ \((.*)\)\Z')
 
 @dataclasses.dataclass
 class Backbone(backbones.Backbone):
-  """Model Garden's backbones plus the tunable ones (as trainer.experiments)."""
+  """Model Garden's backbones plus the tunable ones (as trainer.training.experiments)."""
   tunable_mnasnet: mnasnet_arch.TunableMnasNet = dataclasses.field(
       default_factory=mnasnet_arch.TunableMnasNet)
   tunable_spinenet: spinenet.TunableSpineNet = dataclasses.field(

@@ -16,8 +16,8 @@ from official.core import task_factory
 from tests.conftest import FIXTURES, cli
 from tests.test_detection_segmentation import TINY
 from trainer import artifacts
-from trainer import store as store_lib
-from trainer import trial
+from trainer.controller import store as store_lib
+from trainer.training import trial
 
 
 def _fixture_sample(space: str, index: int = 0) -> str:

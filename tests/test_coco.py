@@ -12,7 +12,7 @@ from official.vision.dataloaders import tf_example_decoder
 from pycocotools import mask as mask_api
 from pycocotools.coco import COCO
 
-from trainer import coco
+from trainer.datasets import coco
 
 # (file, height, width); the last image has no annotations.
 IMAGES = [(11, 'a.jpg', 40, 50), (12, 'b.jpg', 30, 36), (15, 'c.jpg', 20, 24)]

@@ -3,8 +3,8 @@
 import pytest
 
 import configs
-from trainer import experiments
-from trainer import trial
+from trainer.training import experiments
+from trainer.training import trial
 
 TASK_EXPERIMENTS = {family.name: experiment
                     for experiment, family in trial.TASK_FAMILIES.items()}

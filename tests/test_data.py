@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from official.vision.dataloaders import classification_input
-from trainer import data
+from trainer.datasets import data
 
 
 def test_digits_tfrecords_decode_with_model_garden(tmp_path):

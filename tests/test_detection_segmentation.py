@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import cli
 from tests.test_coco import _dataset, _write
-from trainer import store as store_lib
+from trainer.controller import store as store_lib
 
 # Real but minimal: 4 train steps, one batch of evaluation by the real
 # evaluator (COCO AP or mIoU).

@@ -19,10 +19,10 @@ from official.modeling import hyperparams
 from official.vision.ops import preprocess_ops
 import search_spaces
 from trainer import artifacts
-from trainer import experiments
-from trainer import export
-from trainer import store as store_lib
-from trainer import trial as trial_lib
+from trainer.training import experiments
+from trainer.training import export
+from trainer.controller import store as store_lib
+from trainer.training import trial as trial_lib
 
 EXPORT_FILES = {'saved_model', 'model.tflite', 'nas_params_str.json',
                 'dna.json', 'architecture.json', 'params.yaml', 'export.json'}

@@ -12,8 +12,8 @@ import types
 from tests import fault_controller
 from tests import stand_in_trial
 from tests.conftest import REPO, TINY_OVERRIDE, cli, search_flags
-from trainer import executors
-from trainer import store as store_lib
+from trainer.controller import executors
+from trainer.controller import store as store_lib
 
 KILLS = 12
 MAX_TRIALS = 40
@@ -156,7 +156,7 @@ def test_timed_out_trials_are_stopped_and_recorded(tmp_path):
 def test_trial_reading_corrupt_records_fails_naming_the_file(tmp_path):
   """The first record of each file is sound, so the controller accepts the
   data; the trial reaches a corrupt record and fails naming its file."""
-  from trainer import data  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.datasets import data  # pylint: disable=g-import-not-at-top  (TensorFlow)
   paths = data.make_digits(str(tmp_path / 'digits'), 32)
   shard = sorted(data.check_files(paths.train, 'train'))[0]
   with open(shard, 'r+b') as f:

@@ -14,7 +14,7 @@ import pytest
 
 from official.core import task_factory
 from tests.conftest import FIXTURES
-from trainer import trial
+from trainer.training import trial
 
 ONE_STEP = ('trainer.train_steps=1,trainer.steps_per_loop=1,'
             'trainer.summary_interval=1,trainer.validation_interval=1,'

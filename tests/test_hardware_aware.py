@@ -11,11 +11,11 @@ import search_spaces
 from tests.conftest import TINY_OVERRIDE, cli, search_flags
 from trainer import algorithms
 from trainer import artifacts
-from trainer import early_stopping
-from trainer import executors
-from trainer import reward as reward_lib
-from trainer import search
-from trainer import store as store_lib
+from trainer.controller import early_stopping
+from trainer.controller import executors
+from trainer.controller import reward as reward_lib
+from trainer.controller import search
+from trainer.controller import store as store_lib
 
 
 def test_trials_stream_their_evaluations(search_job):

@@ -16,8 +16,8 @@ from official.core import task_factory
 from official.modeling import hyperparams
 from official.vision.ops import preprocess_ops
 from tests.conftest import FIXTURES
-from trainer import latency
-from trainer import trial
+from trainer.training import latency
+from trainer.training import trial
 
 METRIC_KEYS = {'latency_ms', 'latency_p90_ms', 'latency_mean_ms', 'latency_cv',
                'timed_runs', 'memory_mb', 'device', 'threads'}

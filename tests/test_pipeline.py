@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import TINY_OVERRIDE, cli, kill_cli_when
 from tests.test_detection_segmentation import TINY
 from trainer import artifacts
-from trainer import store as store_lib
+from trainer.controller import store as store_lib
 
 # Full training, tiny: 40 steps with an evaluation every 20.
 TINY_TRAIN = ('trainer.train_steps=40,trainer.steps_per_loop=20,'

@@ -8,7 +8,7 @@ import numpy as np
 import pyglove as pg
 import pytest
 
-from trainer import ppo
+from trainer.algorithms import ppo
 
 
 def _toy_space():

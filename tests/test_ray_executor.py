@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, search_flags
-from trainer import store as store_lib
+from trainer.controller import store as store_lib
 
 pytest.importorskip('ray')
 

@@ -21,7 +21,7 @@ from tensorboard.util import tensor_util
 import search_spaces
 from tests.conftest import FIXTURES
 from trainer import report
-from trainer import store as store_lib
+from trainer.controller import store as store_lib
 
 SEARCH_IDENTITY = {
     'search_space': 'mnasnet', 'algorithm': 'random', 'seed': 1,

@@ -6,7 +6,7 @@ import os
 import yaml
 
 from tests.conftest import cli, search_flags
-from trainer import store as store_lib
+from trainer.controller import store as store_lib
 
 
 def test_mirrored_trial_over_two_logical_cpus_in_mixed_precision(tmp_path):

@@ -13,7 +13,7 @@ from official.vision.dataloaders import segmentation_input
 from official.vision.dataloaders import tf_example_decoder
 from pycocotools.coco import COCO
 
-from trainer import scenes
+from trainer.datasets import scenes
 
 SIZE, NUM_TRAIN, NUM_EVAL, SEED = 64, 20, 8, 3
 K = len(scenes.CLASS_NAMES)

@@ -14,10 +14,10 @@ import pytest
 import search_spaces
 from tests.conftest import REPO, cli, search_flags
 from trainer import algorithms
-from trainer import executors
-from trainer import reward as reward_lib
-from trainer import search
-from trainer import store as store_lib
+from trainer.controller import executors
+from trainer.controller import reward as reward_lib
+from trainer.controller import search
+from trainer.controller import store as store_lib
 
 
 def test_search_runs_trials_and_reports(search_job):

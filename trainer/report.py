@@ -22,9 +22,9 @@ import pyglove as pg
 
 import search_spaces
 from trainer import artifacts
-from trainer import leaderboard
-from trainer import reward as reward_lib
-from trainer import store as store_lib
+from trainer.controller import leaderboard
+from trainer.controller import reward as reward_lib
+from trainer.controller import store as store_lib
 
 REPORT_FILE = 'report.html'
 HPARAMS_DIR = 'hparams'

@@ -45,12 +45,12 @@ from proxy_tasks import variance
 import search_spaces
 from trainer import algorithms
 from trainer import artifacts
-from trainer import early_stopping
-from trainer import executors
-from trainer import leaderboard
-from trainer import reward as reward_lib
-from trainer import search
-from trainer import store as store_lib
+from trainer.controller import early_stopping
+from trainer.controller import executors
+from trainer.controller import leaderboard
+from trainer.controller import reward as reward_lib
+from trainer.controller import search
+from trainer.controller import store as store_lib
 
 PROCESS_START = time.time()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TensorFlow loads.
@@ -262,7 +262,7 @@ def _require_job_dir() -> str:
 
 def _trial_inputs(job_dir: str, base_search_space: str = '',
                   base_nas_params_str: str = ''):
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   return trial.TrialInputs(
       search_space=FLAGS.search_space, experiment=FLAGS.experiment,
       config_file=FLAGS.config_file, params_override=FLAGS.params_override,
@@ -288,7 +288,7 @@ def _read_nas_params(value: str, flag: str = 'nas_params_str') -> str:
 def _apply_export(export_dir: str) -> None:
   """--export_dir: retraining an exported model takes its space, architecture,
   experiment, config and seed, unless given as flags."""
-  from trainer import export  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import export  # pylint: disable=g-import-not-at-top  (TensorFlow)
   for flag, value in export.retrain_inputs(export_dir).items():
     if not FLAGS[flag].present:
       FLAGS[flag].value = value
@@ -303,7 +303,7 @@ def _given_base_nas_params() -> str:
 
 def run_trial_mode() -> None:
   """One trial; on any failure writes error.json for the controller."""
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   job_dir = _require_job_dir()
   trial_id = FLAGS.trial_id or int(os.environ.get('CLOUD_ML_TRIAL_ID', '1'))
   trial_dir = artifacts.trial_dir(job_dir, FLAGS.stage, trial_id)
@@ -338,8 +338,8 @@ def run_trial_mode() -> None:
 
 
 def _runtime():
-  """The trial's runtime flags (trainer.trial.Runtime)."""
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  """The trial's runtime flags (trainer.training.trial.Runtime)."""
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   return trial.Runtime(FLAGS.distribution_strategy, FLAGS.tpu,
                        FLAGS.mixed_precision, FLAGS.cpu_replicas)
 
@@ -383,7 +383,7 @@ def _run_search(stage: str, job_dir: str, inputs, algorithm_name: str,
   instead of searching; `trial_flags(trial)` adds flags to a trial's command.
   Returns the stage's trials.
   """
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   if max_trials < 1:
     raise UsageError('--max_trials must be at least 1')
   store_lib.check_writable(job_dir)  # Built-in data is written there first.
@@ -643,7 +643,7 @@ def _stage_inputs(job_dir: str, identity: dict, search_space: str,
                   base_nas_params_str: str = ''):
   """A later stage's trial inputs: the search's experiment and data unless
   given; config and overrides of the stage's own (full-training defaults)."""
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
   def inherited(flag: str) -> str:
     return FLAGS[flag].value if FLAGS[flag].present else identity.get(flag, '')
@@ -690,7 +690,7 @@ def run_train_mode() -> None:
 def _export(job_dir: str) -> str:
   """Exports --stage/--trial_id (default: the best final model) to
   --export_dir (default <job_dir>/export); returns the export dir."""
-  from trainer import export  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import export  # pylint: disable=g-import-not-at-top  (TensorFlow)
   if FLAGS['stage'].present or FLAGS.trial_id:
     if not FLAGS.trial_id:
       raise UsageError('--trial_id is required with --stage in --mode=export')
@@ -732,7 +732,7 @@ def run_pipeline_mode() -> None:
     raise search.SearchFailed('no trial of the train stage completed')
   identity = store_lib.Store.open(job_dir, read_only=True).job_identity(
       'search')
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   task = trial.TASK_FAMILIES[identity['experiment']].name
   if task not in search_spaces.AUGMENTATION_TASKS:
     print('== 3/5 augmentation search: skipped (no augmentation space for '
@@ -761,7 +761,7 @@ def run_pipeline_mode() -> None:
 def run_augment_preview_mode() -> None:
   """A PNG grid: each row an image, then augmented copies with boxes/masks."""
   from augment import preview  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   job_dir = _require_job_dir()
   task = search_spaces.augmentation_task(FLAGS.search_space)
   if not task:
@@ -800,7 +800,7 @@ def run_list_mode() -> None:
 
 def run_make_data_mode() -> None:
   """COCO JSON + images -> TFRecords the detection/segmentation tasks read."""
-  from trainer import coco  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.datasets import coco  # pylint: disable=g-import-not-at-top  (TensorFlow)
   for flag in ('coco_annotation_file', 'coco_image_dir', 'output_prefix'):
     if not FLAGS[flag].value:
       raise UsageError(f'--{flag} is required with --mode=make_data')
@@ -834,7 +834,7 @@ def _override_mapping(value) -> dict:
     return value
   if not value:
     return {}
-  from trainer import experiments  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import experiments  # pylint: disable=g-import-not-at-top  (TensorFlow)
   return experiments.parse_override(value)
 
 
@@ -848,7 +848,7 @@ def _merged_override(*values) -> str:
 def _with_learning_curve(inputs, nas_params_str: str):
   """`inputs`, evaluating after every train loop where their config
   evaluates only at the end: the proxy tools read learning curves."""
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   trainer_config = trial.prepare(inputs, nas_params_str).params.trainer
   if 0 < trainer_config.validation_interval < trainer_config.train_steps:
     return inputs
@@ -947,7 +947,7 @@ def run_proxy_model_selection_mode() -> None:
   config; the last round trains to completion. Writes the reference set
   (proxy_model_selection.json, readable by --proxy_reference) and a plot."""
   from proxy_tasks import plots  # pylint: disable=g-import-not-at-top
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   job_dir = _require_job_dir()
   inputs = _stage_inputs(job_dir, {}, FLAGS.search_space, 'train')
   pool = _sampled_architectures(FLAGS.search_space, FLAGS.proxy_start_models)
@@ -1101,7 +1101,7 @@ def _candidate_inputs(base, candidate, sample: str):
   """The proxy config of one candidate: its override after the proxy's, its
   share of the training files, and evaluations along the way."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   inputs = base._replace(params_override=_merged_override(
       base.params_override, candidate.params_override))
   fraction = candidate.train_data_fraction
@@ -1147,7 +1147,7 @@ def run_proxy_search_mode() -> None:
   passing candidate. Writes proxy_search.json and proxy_search.png."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from proxy_tasks import plots  # pylint: disable=g-import-not-at-top
-  from trainer import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   job_dir = _require_job_dir()
   models, space, identity = _proxy_reference(job_dir)
   base = _stage_inputs(

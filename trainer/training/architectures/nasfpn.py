@@ -16,7 +16,7 @@ from official.modeling import hyperparams
 from official.vision.modeling.decoders import factory
 from official.vision.modeling.decoders import nasfpn
 import search_spaces
-from trainer.architectures import blocks
+from trainer.training.architectures import blocks
 
 
 @dataclasses.dataclass

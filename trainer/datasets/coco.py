@@ -24,7 +24,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, NamedTuple, Optional,
 import numpy as np
 import tensorflow as tf
 
-from trainer import data
+from trainer.datasets import data
 
 # Image formats `tf.io.decode_image` (used by Model Garden's decoders) reads;
 # anything else is re-encoded as JPEG.

@@ -4,7 +4,7 @@ Vertex AI NAS exports a float32, batch-1 SavedModel of the trained model (with
 batched NMS for RetinaNet); a worker loads it, runs 20 warm-up and N timed
 inferences on a random image of the model's input size, and reports the
 latency and the device memory the model used. Here the worker is a fresh
-process on the machine that ran the trial: `python -m trainer.latency
+process on the machine that ran the trial: `python -m trainer.training.latency
 --saved_model_dir=DIR` prints the figures of `measure` as one JSON line.
 
 Threads: the worker pins TensorFlow's intra- and inter-op pools to
@@ -245,14 +245,14 @@ def measure_in_subprocess(saved_model_dir: str, warmup_runs: int = 20,
                           timed_runs: int = 50, seed: int = 0,
                           threads: int = MEASURE_THREADS,
                           timeout_s: float = 600) -> Dict[str, Any]:
-  """`measure` in a fresh `python -m trainer.latency` process, so training's
+  """`measure` in a fresh `python -m trainer.training.latency` process, so training's
   memory and threads stay out of the figures.
 
   On a GPU the worker allocates memory as it needs it; the caller must not
   hold the whole GPU (TensorFlow's default) or the worker cannot run.
   Raises RuntimeError with the worker's last stderr line when it fails.
   """
-  command = [sys.executable, '-m', 'trainer.latency',
+  command = [sys.executable, '-m', 'trainer.training.latency',
              f'--saved_model_dir={os.path.abspath(saved_model_dir)}',
              f'--warmup_runs={warmup_runs}', f'--timed_runs={timed_runs}',
              f'--seed={seed}', f'--threads={threads}']
@@ -296,7 +296,7 @@ def _pin_runtime(threads: int) -> None:
 
 def main(argv: Optional[list] = None) -> None:
   parser = argparse.ArgumentParser(
-      prog='python -m trainer.latency',
+      prog='python -m trainer.training.latency',
       description='Measures a SavedModel\'s batch-1 serving latency and '
                   'memory; prints them as one JSON line.')
   parser.add_argument('--saved_model_dir', required=True)

@@ -33,10 +33,10 @@ from official.vision.tasks import image_classification as image_classification_t
 from official.vision.tasks import retinanet as retinanet_task
 from official.vision.tasks import semantic_segmentation as segmentation_task
 from augment import parsers
-from trainer.architectures import efficientnet_v2
-from trainer.architectures import mnasnet
-from trainer.architectures import nasfpn
-from trainer.architectures import spinenet
+from trainer.training.architectures import efficientnet_v2
+from trainer.training.architectures import mnasnet
+from trainer.training.architectures import nasfpn
+from trainer.training.architectures import spinenet
 
 
 class ConfigError(ValueError):

@@ -17,7 +17,7 @@ from official.vision.modeling.backbones import mobilenet
 from official.vision.modeling.layers import nn_blocks
 from official.vision.modeling.layers import nn_layers
 import search_spaces
-from trainer.architectures import blocks
+from trainer.training.architectures import blocks
 
 STEM_FILTERS = 32
 

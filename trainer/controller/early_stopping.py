@@ -13,7 +13,7 @@ import statistics
 from typing import Any, Callable, Dict, List, Optional
 
 from trainer import artifacts
-from trainer import store as store_lib
+from trainer.controller import store as store_lib
 
 RULES = ('none', 'median')
 

@@ -9,10 +9,10 @@ from typing import Any, Callable, Dict, NamedTuple, Type
 
 from official.core import config_definitions as cfg
 import search_spaces
-from trainer.architectures import efficientnet_v2
-from trainer.architectures import mnasnet
-from trainer.architectures import nasfpn
-from trainer.architectures import spinenet
+from trainer.training.architectures import efficientnet_v2
+from trainer.training.architectures import mnasnet
+from trainer.training.architectures import nasfpn
+from trainer.training.architectures import spinenet
 
 
 class ArchitectureBinding(NamedTuple):

@@ -18,7 +18,7 @@ from official.vision.modeling.backbones import factory
 from official.vision.modeling.backbones import spinenet
 from official.vision.modeling.backbones import spinenet_mobile
 import search_spaces
-from trainer.architectures import blocks
+from trainer.training.architectures import blocks
 
 # Model Garden's stems build this many init blocks, which `input_offsets` 0
 # and 1 address; its `block_specs` are the blocks after them.

@@ -2,7 +2,7 @@
 
 from typing import Callable, List, Optional
 
-from trainer import store as store_lib
+from trainer.controller import store as store_lib
 
 
 def _fmt(value: Optional[float], spec: str) -> str:

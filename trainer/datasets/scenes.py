@@ -23,8 +23,8 @@ from typing import List, NamedTuple, Tuple
 import numpy as np
 import tensorflow as tf
 
-from trainer import coco
-from trainer import data
+from trainer.datasets import coco
+from trainer.datasets import data
 
 CLASS_NAMES = ('rectangle', 'ellipse', 'triangle', 'cross')
 NUM_CLASSES = len(CLASS_NAMES) + 1  # Model Garden convention: + background 0.

@@ -11,8 +11,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pyglove as pg
 
-from trainer import ppo as ppo_lib
-from trainer import store as store_lib
+from trainer.algorithms import ppo as ppo_lib
+from trainer.controller import store as store_lib
 
 ALGORITHMS = ('random', 'grid', 'regularized_evolution', 'evolution', 'ppo',
               'nsga2')
@@ -126,7 +126,7 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
   search ends once 100 mutations in a row were all evaluated already), and
   a tournament of the whole population, so the parent is the best of the
   last `population_size` rewarded. 'ppo' is an LSTM controller trained with
-  PPO (trainer/ppo.py), whose settings left None take ppo.PPO's defaults.
+  PPO (trainer/algorithms/ppo.py), whose settings left None take ppo.PPO's defaults.
   'nsga2' is PyGlove's NSGA-II with one-decision mutations and the same
   de-duplication, for rewards that are tuples of objectives, all maximised
   (a float is one objective). Population and tournament sizes left None take

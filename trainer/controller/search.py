@@ -15,11 +15,11 @@ import pyglove as pg
 
 import search_spaces
 from trainer import algorithms
-from trainer import early_stopping as early_stopping_lib
-from trainer import executors
-from trainer import leaderboard
-from trainer import reward as reward_lib
-from trainer import store as store_lib
+from trainer.controller import early_stopping as early_stopping_lib
+from trainer.controller import executors
+from trainer.controller import leaderboard
+from trainer.controller import reward as reward_lib
+from trainer.controller import store as store_lib
 
 LOCK_FILE = 'controller.lock'
 

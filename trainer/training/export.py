@@ -34,10 +34,10 @@ from official.modeling import hyperparams
 from tensorflow.lite.python import schema_py_generated as schema_fb
 import search_spaces
 from trainer import artifacts
-from trainer import experiments
-from trainer import latency
-from trainer import leaderboard
-from trainer import store as store_lib
+from trainer.training import experiments
+from trainer.training import latency
+from trainer.controller import leaderboard
+from trainer.controller import store as store_lib
 
 EXPORT_FILE = 'export.json'
 TFLITE_FILE = 'model.tflite'

@@ -18,7 +18,7 @@ from official.vision.modeling.backbones import mobilenet
 from official.vision.modeling.layers import nn_blocks
 from official.vision.modeling.layers import nn_layers
 import search_spaces
-from trainer.architectures import blocks
+from trainer.training.architectures import blocks
 
 # Model Garden's InvertedBottleneckBlock skips its expansion conv at ratio 1,
 # which in a fused block is the strided kxk conv itself. Just above 1 keeps it

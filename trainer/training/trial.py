@@ -25,12 +25,12 @@ from official.vision.utils import summary_manager
 from augment import parsers
 import configs
 import search_spaces
-from trainer import architectures
+from trainer.training import architectures
 from trainer import artifacts
-from trainer import data
-from trainer import experiments
-from trainer import latency
-from trainer import scenes
+from trainer.datasets import data
+from trainer.training import experiments
+from trainer.training import latency
+from trainer.datasets import scenes
 
 
 class TaskFamily(NamedTuple):
