@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= jobs/demo
 
-.PHONY: demo test test-all clean
+.PHONY: demo test test-unit test-all clean
 
 $(STAMP): requirements.lock setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
+
+# Only the tests that import modules (minutes), not those that run the CLI.
+test-unit: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests/unit
 
 # Also the slow matrix: a real 2-trial search for every space and task.
 test-all: $(STAMP)

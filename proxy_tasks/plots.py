@@ -7,8 +7,10 @@ import matplotlib
 matplotlib.use('Agg')
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
-COST_LABELS = {'latency_ms': 'latency (ms)',
-               'multi_add_flops_billion': 'multiply-adds (billions)'}
+from trainer import objective  # pylint: disable=g-import-not-at-top
+
+COST_LABELS = {objective.LATENCY: 'latency (ms)',
+               objective.FLOPS: 'multiply-adds (billions)'}
 
 
 def model_selection(path: str, rounds: List[Dict[str, Any]],

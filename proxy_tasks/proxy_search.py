@@ -18,11 +18,12 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from proxy_tasks import kendall
 from proxy_tasks import reference as reference_lib
+from trainer import objective
 
 MIN_VALID_MODELS = 5
 MIN_VALID_FRACTION = 0.7
 DEFAULT_THRESHOLD = 0.65
-GATING_COST = 'latency_ms'  # The platform checks latency ranking, not FLOPs.
+GATING_COST = objective.LATENCY  # The platform checks latency ranking, not FLOPs.
 
 
 class ProxyRun(NamedTuple):

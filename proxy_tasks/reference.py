@@ -13,8 +13,10 @@ import json
 import os
 from typing import Any, Dict, List, NamedTuple
 
+from trainer import objective
+
 # Costs a reference model may carry, as trials report them.
-COST_METRICS = ('latency_ms', 'multi_add_flops_billion')
+COST_METRICS = (objective.LATENCY, objective.FLOPS)
 MIN_MODELS = 3
 _FIELDS = {'nas_params_str', 'accuracy', 'source', *COST_METRICS}
 
@@ -75,9 +77,10 @@ def _model(row: Any, source: str) -> ReferenceModel:
                         str(row.get('source') or source))
 
 
-def from_trials(trials: List[Any], stage: str) -> List[ReferenceModel]:
+def from_trials(trials: List[Any], stage: str,
+                quality_metric: str) -> List[ReferenceModel]:
   """The completed trials of a full-training stage (store trials), each
-  under its reported accuracy."""
+  under its stage's quality metric."""
   models = []
   for t in trials:
     if t.status != 'completed':
@@ -86,7 +89,7 @@ def from_trials(trials: List[Any], stage: str) -> List[ReferenceModel]:
     costs = {m: float(metrics[m]) for m in COST_METRICS
              if isinstance(metrics.get(m), (int, float))}
     models.append(ReferenceModel(
-        t.nas_params_str, float(metrics[metrics['accuracy_key']]), costs,
+        t.nas_params_str, float(metrics[quality_metric]), costs,
         f'{stage} trial {t.id}'))
   return models
 

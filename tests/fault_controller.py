@@ -10,8 +10,8 @@ import sys
 
 import search_spaces
 from trainer import algorithms
+from trainer import objective
 from trainer.controller import executors
-from trainer.controller import reward as reward_lib
 from trainer.controller import search
 from trainer.controller import store as store_lib
 
@@ -22,7 +22,7 @@ def make_search(job_dir: str, max_trials: int, launch) -> search.Search:
       search_spaces.get_search_space('mnasnet'),
       algorithms.make_algorithm('regularized_evolution', seed=5,
                                 population_size=4, tournament_size=2),
-      launch, reward_lib.Reward(), max_trials, 0, progress=lambda line: None)
+      launch, objective.Objective('top_1_accuracy'), max_trials, 0, progress=lambda line: None)
 
 
 def control(job_dir: str, max_trials: int) -> None:

@@ -29,8 +29,7 @@ def main(trial_dir: str, nas_params_str: str) -> None:
     f.write(os.path.basename(trial_dir) + '\n')
   time.sleep(random.uniform(0.05, 0.2))
   with open(os.path.join(trial_dir, 'metrics.json'), 'w') as f:
-    json.dump({'top_1_accuracy': score(nas_params_str),
-               'accuracy_key': 'top_1_accuracy'}, f)
+    json.dump({'top_1_accuracy': score(nas_params_str)}, f)
 
 
 if __name__ == '__main__':

@@ -7,6 +7,10 @@ these paths too.
 import os
 from typing import Union
 
+# The folder holding the `trainer` package: child processes (trials, latency
+# measurements) import from it.
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 NAS_PARAMS_FILE = 'nas_params_str.json'
 ARCHITECTURE_FILE = 'architecture.json'
 POLICY_FILE = 'augmentation_policy.json'

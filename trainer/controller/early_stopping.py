@@ -13,6 +13,7 @@ import statistics
 from typing import Any, Callable, Dict, List, Optional
 
 from trainer import artifacts
+from trainer import outcome
 from trainer.controller import store as store_lib
 
 RULES = ('none', 'median')
@@ -46,8 +47,9 @@ class MedianStopping:
     self.step, self.quality, self.min_trials = step, quality, min_trials
 
   def check(self, trial_dir: str,
-            finished: List[store_lib.Trial]) -> Optional[Dict[str, Any]]:
-    """The partial metrics to stop the trial with, or None to let it run."""
+            finished: List[store_lib.Trial]) -> Optional[outcome.Outcome]:
+    """The outcome to stop the trial with (its metrics those of the
+    evaluation at `step`), or None to let it run."""
     current = evaluation_at(read_evaluations(trial_dir), self.step)
     if current is None:
       return None
@@ -59,5 +61,6 @@ class MedianStopping:
       return None
     if self.quality(current) >= statistics.median(peers):
       return None
-    return dict(current, early_stopped_at_step=current['step'],
-                evaluations=read_evaluations(trial_dir))
+    metrics = {k: v for k, v in current.items() if k != 'step'}
+    return outcome.stopped(dict(metrics, evaluated_step=current['step'],
+                                evaluations=read_evaluations(trial_dir)))

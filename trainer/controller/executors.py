@@ -3,26 +3,25 @@
 A trial is a Python process (`python -m trainer.task --mode=trial ...`),
 given as its interpreter arguments; each executor starts it where the
 trial's resources are and hands back a handle whose `poll()` gives its
-TrialOutcome once it has ended. A trial process dies with its parent (Linux
+outcome.Outcome once it has ended. A trial process dies with its parent (Linux
 parent-death signal), so a killed controller or Ray worker never leaves an
 orphan writing into a trial dir that a re-run is about to redo.
 """
 
 import ctypes
-import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, List, Optional
 
 from trainer import artifacts
+from trainer import outcome
 
 _PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Loaded before any fork: the forked child only calls prctl.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith(
     'linux') else None
@@ -30,23 +29,9 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith(
 MAX_WORKER_DEATHS = 3
 
 
-class TrialOutcome(NamedTuple):
-  metrics: Optional[Dict[str, Any]]
-  error: Optional[str]
-  # The trial's loss became NaN: infeasible rather than failed with
-  # --skip_nan_error (the platform's behaviour).
-  nan_loss: bool = False
-
-
 def _die_with_parent() -> None:
   if _LIBC is not None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def trial_argv(flags: Dict[str, Any]) -> List[str]:
-  """Interpreter arguments of `python -m trainer.task --mode=trial` with flags."""
-  return ['-m', 'trainer.task', '--mode=trial'] + [
-      f'--{k}={v}' for k, v in flags.items()]
 
 
 def start_process(python_args: List[str], trial_dir: str):
@@ -59,7 +44,7 @@ def start_process(python_args: List[str], trial_dir: str):
       os.remove(os.path.join(trial_dir, stale))
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(
-      p for p in (_REPO_ROOT, env.get('PYTHONPATH')) if p)
+      p for p in (artifacts.SOURCE_ROOT, env.get('PYTHONPATH')) if p)
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   env['PYTHONUNBUFFERED'] = '1'  # trial.log streams as the trial runs.
   log = open(os.path.join(trial_dir, artifacts.LOG_FILE), 'w')
@@ -78,8 +63,8 @@ class _Deadline:
   def passed(self) -> bool:
     return self._at is not None and time.monotonic() >= self._at
 
-  def outcome(self) -> TrialOutcome:
-    return TrialOutcome(None, f'timed out after {self.timeout_s:g} s')
+  def expired(self) -> outcome.Outcome:
+    return outcome.timed_out(self.timeout_s)
 
 
 class RunningTrial:
@@ -94,15 +79,15 @@ class RunningTrial:
   def trial_dir(self) -> str:
     return self._trial_dir
 
-  def poll(self) -> Optional[TrialOutcome]:
+  def poll(self) -> Optional[outcome.Outcome]:
     returncode = self._process.poll()
     if returncode is None:
       if not self._deadline.passed():
         return None
       self.stop()
-      return self._deadline.outcome()
+      return self._deadline.expired()
     self._log.close()
-    return read_outcome(self._trial_dir, returncode)
+    return outcome.read(self._trial_dir, returncode)
 
   def stop(self) -> None:
     """Ends the trial process now (timeout, early stopping)."""
@@ -110,7 +95,7 @@ class RunningTrial:
     self._process.wait()
     self._log.close()
 
-  def wait(self) -> TrialOutcome:
+  def wait(self) -> outcome.Outcome:
     while True:
       outcome = self.poll()
       if outcome is not None:
@@ -136,19 +121,19 @@ class LocalExecutor:
     process, log = start_process(python_args, trial_dir)
     return RunningTrial(process, trial_dir, log, self.timeout_s)
 
-  def run(self, python_args: List[str], trial_dir: str) -> TrialOutcome:
+  def run(self, python_args: List[str], trial_dir: str) -> outcome.Outcome:
     """Runs one trial to its end."""
     return self.start(python_args, trial_dir).wait()
 
 
-def run_trial_process(python_args: List[str], trial_dir: str) -> TrialOutcome:
+def run_trial_process(python_args: List[str], trial_dir: str) -> outcome.Outcome:
   """Runs a trial process to its end where this is called (a Ray worker)."""
   process, log = start_process(python_args, trial_dir)
   try:
     returncode = process.wait()
   finally:
     log.close()
-  return read_outcome(trial_dir, returncode)
+  return outcome.read(trial_dir, returncode)
 
 
 class RayExecutor:
@@ -205,14 +190,14 @@ class RayTrial:
   def trial_dir(self) -> str:
     return self._trial_dir
 
-  def poll(self) -> Optional[TrialOutcome]:
+  def poll(self) -> Optional[outcome.Outcome]:
     ray = self._executor.ray
     ready, _ = ray.wait([self._ref], timeout=0)
     if not ready:
       if not self._deadline.passed():
         return None
       self.stop()
-      return self._deadline.outcome()
+      return self._deadline.expired()
     try:
       return ray.get(self._ref)
     except (ray.exceptions.WorkerCrashedError,
@@ -221,35 +206,16 @@ class RayTrial:
       reason = (f'its Ray {"node" if isinstance(e, ray.exceptions.NodeDiedError) else "worker"}'
                 ' died')
       if self._deaths > MAX_WORKER_DEATHS:
-        return TrialOutcome(None, f'{reason} {self._deaths} times')
+        return outcome.failed(outcome.CRASH, f'{reason} {self._deaths} times')
       self._on_rerun(reason)
       self._ref = self._executor.submit(self._args, self._trial_dir)
       return None
     except ray.exceptions.OutOfMemoryError:
-      return TrialOutcome(None, 'out of memory: Ray\'s memory monitor killed '
-                          'the trial')
+      return outcome.failed(outcome.OOM, 'out of memory: Ray\'s memory '
+                            'monitor killed the trial')
     except ray.exceptions.RayError as e:
-      return TrialOutcome(None, ' '.join(str(e).split())[:500])
+      return outcome.failed(outcome.CRASH, ' '.join(str(e).split())[:500])
 
   def stop(self) -> None:
     """Ends the trial now: its worker is killed, and the trial process with it."""
     self._executor.ray.cancel(self._ref, force=True)
-
-
-def read_outcome(trial_dir: str, returncode: int) -> TrialOutcome:
-  """Metrics of a finished trial process, or the best error line it left."""
-  metrics_path = os.path.join(trial_dir, artifacts.METRICS_FILE)
-  if returncode == 0 and os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      return TrialOutcome(json.load(f), None)
-  error_path = os.path.join(trial_dir, artifacts.ERROR_FILE)
-  if os.path.exists(error_path):
-    with open(error_path) as f:
-      error = json.load(f)
-    return TrialOutcome(None, error['error'], error.get('nan_loss', False))
-  if returncode == -signal.SIGKILL:
-    return TrialOutcome(None, 'killed by SIGKILL (the kernel\'s out-of-memory '
-                        'killer sends it when memory runs out)')
-  if returncode < 0:
-    return TrialOutcome(None, f'killed by signal {-returncode}')
-  return TrialOutcome(None, f'exited with code {returncode} (see {artifacts.LOG_FILE})')

@@ -2,6 +2,7 @@
 
 from typing import Callable, List, Optional
 
+from trainer import objective
 from trainer.controller import store as store_lib
 
 
@@ -9,13 +10,15 @@ def _fmt(value: Optional[float], spec: str) -> str:
   return format(value, spec) if isinstance(value, (int, float)) else '-'
 
 
-def trial_line(trial: store_lib.Trial, summary: str = '') -> str:
-  """`trial 3 completed acc=0.912 flops=0.0021B reward=0.912 31.2s | arch`."""
+def trial_line(trial: store_lib.Trial, quality_metric: str,
+               summary: str = '') -> str:
+  """`trial 3 completed acc=0.912 flops=0.0021B reward=0.912 31.2s | arch`,
+  acc the stage's quality metric."""
   m = trial.metrics or {}
-  acc = m.get(m.get('accuracy_key', ''), None)
+  acc = m.get(quality_metric)
   seconds = (trial.finished_at - trial.created_at) if trial.finished_at else None
   text = (f'trial {trial.id:>3} {trial.status:<9} acc={_fmt(acc, ".4f")} '
-          f'flops={_fmt(m.get("multi_add_flops_billion"), ".4f")}B '
+          f'flops={_fmt(m.get(objective.FLOPS), ".4f")}B '
           f'reward={_fmt(trial.reward, ".4f")} {_fmt(seconds, ".1f")}s')
   if trial.error:
     text += f' error: {trial.error}'
@@ -35,16 +38,17 @@ def best(trials: List[store_lib.Trial]) -> Optional[store_lib.Trial]:
 
 
 def table(trials: List[store_lib.Trial], summarize: Callable[[str], str],
-          top: int = 10) -> str:
-  """The best `top` trials by reward, then counts by status."""
+          quality_metric: str, top: int = 10) -> str:
+  """The best `top` trials by reward (accuracy: the stage's quality
+  metric), then counts by status."""
   lines = [f'{"rank":>4} {"trial":>5} {"reward":>8} {"accuracy":>8} '
            f'{"MAdds(B)":>9} {"params":>9}  architecture']
   for rank, t in enumerate(ranked(trials)[:top], 1):
     m = t.metrics or {}
     lines.append(
         f'{rank:>4} {t.id:>5} {t.reward:>8.4f} '
-        f'{_fmt(m.get(m.get("accuracy_key", "")), ">8.4f")} '
-        f'{_fmt(m.get("multi_add_flops_billion"), ">9.4f")} '
+        f'{_fmt(m.get(quality_metric), ">8.4f")} '
+        f'{_fmt(m.get(objective.FLOPS), ">9.4f")} '
         f'{_fmt(m.get("params"), ">9d")}  {summarize(t.nas_params_str)}')
   counts = {}
   for t in trials:

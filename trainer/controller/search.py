@@ -15,10 +15,11 @@ import pyglove as pg
 
 import search_spaces
 from trainer import algorithms
+from trainer import objective as objective_lib
+from trainer import outcome as outcome_lib
 from trainer.controller import early_stopping as early_stopping_lib
 from trainer.controller import executors
 from trainer.controller import leaderboard
-from trainer.controller import reward as reward_lib
 from trainer.controller import store as store_lib
 
 LOCK_FILE = 'controller.lock'
@@ -63,32 +64,29 @@ class Search:
 
   Up to `max_parallel_trials` trials run at once; each result is recorded and
   fed back as soon as its trial ends. `launch(trial)` starts a trial and
-  returns a handle whose `poll()` gives its TrialOutcome once it has ended.
+  returns a handle whose `poll()` gives its outcome.Outcome once it has ended.
   """
 
   def __init__(self, store: store_lib.Store, stage: str, space: Any,
                algorithm: pg.DNAGenerator,
                launch: Callable[[store_lib.Trial], Any],
-               reward: reward_lib.Reward, max_trials: int,
+               objective: objective_lib.Objective, max_trials: int,
                max_failed_trials: int, progress: Callable[[str], None] = print,
                max_parallel_trials: int = 1,
-               feedback_value: Optional[Callable[[str, dict, float], Any]] = None,
                screen: Optional[Callable[[str], Optional[Tuple[dict, str]]]] = None,
                early_stopping: Optional[early_stopping_lib.MedianStopping] = None,
                skip_nan_error: bool = True):
-    """`feedback_value(status, metrics, reward)` is what the algorithm is fed
-    for a rewarded trial: its reward by default, objectives for NSGA-II, None
-    for nothing; a ValueError fails the trial. `screen(params)`
-    returns (metrics, reason) for a candidate to record as infeasible without
-    training it, or None to train it. With `skip_nan_error` a trial whose
-    loss became NaN is infeasible (reward 0), not failed."""
+    """The algorithm is fed `objective.feedback` of each rewarded trial; a
+    ValueError there fails the trial. `screen(params)` returns (metrics,
+    reason) for a candidate to record as infeasible without training it, or
+    None to train it. With `skip_nan_error` a trial whose loss became NaN is
+    infeasible (reward 0), not failed."""
     self.store, self.stage, self.space = store, stage, space
-    self.algorithm, self.launch, self.reward = algorithm, launch, reward
+    self.algorithm, self.launch = algorithm, launch
+    self.objective = objective
     self.max_trials, self.max_failed_trials = max_trials, max_failed_trials
     self.max_parallel_trials = max(1, max_parallel_trials)
     self.progress = progress
-    self.feedback_value = feedback_value or (lambda status, metrics, reward:
-                                             reward)
     self.screen, self.early_stopping = screen, early_stopping
     self.skip_nan_error = skip_nan_error
     self.dna_spec = pg.dna_spec(space)  # Costly to derive: computed once.
@@ -106,7 +104,7 @@ class Search:
     trials = self.store.trials(self.stage)
     proposals = algorithms.replay(self.algorithm, trials,
                                   search_spaces.nas_params_from_dna,
-                                  self._from_params, self.feedback_value)
+                                  self._from_params, self.objective.feedback)
     if trials:
       self.progress(f'resuming: {len(trials)} trials in the store')
     in_flight: Dict[int, Tuple[store_lib.Trial, pg.DNA, Any, float]] = {}
@@ -171,39 +169,39 @@ class Search:
     while True:
       ended = []
       for trial_id, (trial, _, handle, _) in in_flight.items():
-        outcome = handle.poll()
-        if outcome is None and self.early_stopping:
-          partial = self.early_stopping.check(
+        ending = handle.poll()
+        if ending is None and self.early_stopping:
+          ending = self.early_stopping.check(
               handle.trial_dir, self.store.trials(self.stage))
-          if partial is not None:
+          if ending is not None:
             handle.stop()
-            outcome = executors.TrialOutcome(partial, None)
-        if outcome is not None:
-          ended.append((trial_id, outcome))
+        if ending is not None:
+          ended.append((trial_id, ending))
       if ended:
         break
       time.sleep(executors.POLL_S)
-    for trial_id, outcome in ended:
+    for trial_id, ending in ended:
       trial, dna, _, started = in_flight.pop(trial_id)
-      self._record(trial, dna, outcome, started)
+      self._record(trial, dna, ending, started)
 
-  def _record(self, trial, dna, outcome: executors.TrialOutcome,
+  def _record(self, trial, dna, ending: outcome_lib.Outcome,
               started: float) -> None:
-    if outcome.nan_loss and self.skip_nan_error:
-      self._finish(trial, dna, store_lib.INFEASIBLE, None, 0.0, outcome.error,
-                   started)
+    error = ending.error and ending.error.message
+    if ending.status == outcome_lib.FAILED:
+      nan = ending.error.kind == outcome_lib.NAN
+      if nan and self.skip_nan_error:
+        self._finish(trial, dna, outcome_lib.INFEASIBLE, None, 0.0, error,
+                     started)
+      else:
+        self._finish(trial, dna, outcome_lib.FAILED, ending.metrics, None,
+                     error, started)
       return
-    reward, error, metrics = None, outcome.error, outcome.metrics
-    status = (store_lib.STOPPED if metrics and 'early_stopped_at_step' in metrics
-              else store_lib.COMPLETED)
-    if metrics is not None:
-      try:
-        reward = self.reward(metrics)
-        self.feedback_value(status, metrics, reward)
-      except ValueError as e:
-        reward, error = None, str(e)
-    if reward is None:
-      status = store_lib.FAILED
+    status, metrics = ending.status, ending.metrics
+    try:
+      reward = self.objective.reward(metrics)
+      self.objective.feedback(status, metrics, reward)
+    except ValueError as e:
+      status, reward, error = outcome_lib.FAILED, None, str(e)
     self._finish(trial, dna, status, metrics, reward, error, started)
 
   def _finish(self, trial, dna, status, metrics, reward, error,
@@ -212,9 +210,9 @@ class Search:
     self.store.finish_trial(self.stage, trial.id, status, metrics, reward,
                             error)
     if reward is not None:
-      value = self.feedback_value(status, metrics, reward)
+      value = self.objective.feedback(status, metrics, reward)
       if value is not None:
         self.algorithm.feedback(dna, value)
     done = self.store.trial(self.stage, trial.id)
-    self.progress(leaderboard.trial_line(done) +
+    self.progress(leaderboard.trial_line(done, self.objective.metric) +
                   f' (this run {time.time() - started:.1f}s)')

@@ -12,18 +12,12 @@ import sqlite3
 import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
+# Trial statuses are the outcome module's; re-exported for the store's readers.
+from trainer.outcome import COMPLETED, FAILED, INFEASIBLE, RUNNING, STOPPED  # pylint: disable=unused-import
+from trainer.outcome import FINISHED as FINISHED_STATES
+
 SCHEMA_VERSION = 1
 STORE_FILE = 'nas_garden.db'
-
-RUNNING = 'running'
-COMPLETED = 'completed'
-FAILED = 'failed'
-# Over a hard budget before training (not trained): the algorithm is told
-# reward 0 so it learns to avoid such candidates.
-INFEASIBLE = 'infeasible'
-# Stopped by the early-stopping rule: rewarded on its partial metrics.
-STOPPED = 'stopped'
-FINISHED_STATES = (COMPLETED, FAILED, INFEASIBLE, STOPPED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -24,6 +24,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, NamedTuple, Optional,
 import numpy as np
 import tensorflow as tf
 
+from trainer import outcome
 from trainer.datasets import data
 
 # Image formats `tf.io.decode_image` (used by Model Garden's decoders) reads;
@@ -279,11 +280,6 @@ def _category_map(dataset, annotation_file) -> Tuple[Dict[int, int], List[str]]:
   return {cid: i + 1 for i, cid in enumerate(order)}, [cats[c] for c in order]
 
 
-def _one_line(error: Exception) -> str:
-  lines = str(error).strip().splitlines()
-  return lines[0] if lines else type(error).__name__
-
-
 def _image_header(path: str) -> Tuple[int, int, str]:
   """Height, width and PIL format name, reading only the file header."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -292,7 +288,7 @@ def _image_header(path: str) -> Tuple[int, int, str]:
       width, height = im.size
       return height, width, im.format
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'cannot read image {path}: {_one_line(e)}') from None
+    raise ValueError(f'cannot read image {path}: {outcome.one_line(e)}') from None
 
 
 def _encoded_image(path: str, pil_format: str) -> Tuple[bytes, str]:
@@ -417,7 +413,7 @@ def coco_to_tfrecords(annotation_file: str, image_dir: str, output_prefix: str,
           except Exception as e:  # pylint: disable=broad-except
             raise ValueError(f'{annotation_file}: annotation id '
                              f'{ann.get("id")} has a bad segmentation: '
-                             f'{_one_line(e)}') from None
+                             f'{outcome.one_line(e)}') from None
           masks.append(mask)
           segms.append(_rle(mask))
         area = ann.get('area')

@@ -33,6 +33,7 @@ from official.vision.tasks import image_classification as image_classification_t
 from official.vision.tasks import retinanet as retinanet_task
 from official.vision.tasks import semantic_segmentation as segmentation_task
 from augment import parsers
+from trainer import outcome
 from trainer.training.architectures import efficientnet_v2
 from trainer.training.architectures import mnasnet
 from trainer.training.architectures import nasfpn
@@ -238,7 +239,11 @@ def nas_semantic_segmentation() -> cfg.ExperimentConfig:
 
 def load_experiment_config(experiment: str, config_file: str = '',
                            params_override: str = '') -> cfg.ExperimentConfig:
-  """The registered experiment overridden by a YAML file, then by a string.
+  """The registered experiment overridden by YAML files, then by a string.
+
+  `config_file` is one path or several comma-separated ones (as
+  configs.resolve() returns them), applied in order, later wins, as Model
+  Garden applies several `--config_file`s.
 
   Raises ConfigError with a one-line message for any unusable input.
   """
@@ -247,25 +252,41 @@ def load_experiment_config(experiment: str, config_file: str = '',
   except KeyError as e:
     raise ConfigError(f'unknown experiment {experiment!r}') from e
   if config_file:
-    if not os.path.isfile(config_file):
-      raise ConfigError(f'config file not found: {config_file}')
-    try:
-      with open(config_file) as f:
-        overrides = yaml.load(f, Loader=ConfigLoader)
-    except yaml.YAMLError as e:
-      raise ConfigError(f'{config_file} is not valid YAML: '
-                        f'{_one_line(e)}') from e
-    if not isinstance(overrides, dict):
-      raise ConfigError(f'{config_file} must hold a YAML mapping of config keys')
-    _override(params, overrides, f'config file {config_file}')
+    files = _config_files(config_file)
+    if not files:
+      raise ConfigError(f'config file not found: {config_file!r}')
+    for path in files:
+      _apply_config_file(params, path)
   if params_override:
     _override(params, parse_override(params_override), '--params_override')
   try:
     params.validate()
   except (KeyError, ValueError, AssertionError) as e:
-    raise ConfigError(f'invalid experiment config: {_one_line(e)}') from e
+    raise ConfigError(f'invalid experiment config: {outcome.one_line(e)}') from e
   _check_trainer(params.trainer)
   return params
+
+
+def _config_files(config_file: str) -> list:
+  """The files of a --config_file value in order: one path, or several
+  comma-separated (a single file whose name holds a comma stays one)."""
+  if os.path.isfile(config_file):
+    return [config_file]
+  return [path.strip() for path in config_file.split(',') if path.strip()]
+
+
+def _apply_config_file(params: cfg.ExperimentConfig, config_file: str) -> None:
+  if not os.path.isfile(config_file):
+    raise ConfigError(f'config file not found: {config_file}')
+  try:
+    with open(config_file) as f:
+      overrides = yaml.load(f, Loader=ConfigLoader)
+  except yaml.YAMLError as e:
+    raise ConfigError(f'{config_file} is not valid YAML: '
+                      f'{outcome.one_line(e)}') from e
+  if not isinstance(overrides, dict):
+    raise ConfigError(f'{config_file} must hold a YAML mapping of config keys')
+  _override(params, overrides, f'config file {config_file}')
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -290,7 +311,7 @@ def parse_override(params_override: str) -> dict:
     overrides = yaml.load(text, Loader=ConfigLoader)
   except yaml.YAMLError as e:
     raise ConfigError(
-        f'cannot parse --params_override: {_one_line(e)}') from e
+        f'cannot parse --params_override: {outcome.one_line(e)}') from e
   if not isinstance(overrides, dict):
     raise ConfigError('--params_override must be key=value pairs or a '
                       'YAML/JSON mapping, e.g. trainer.train_steps=100')
@@ -314,8 +335,4 @@ def _override(params: cfg.ExperimentConfig, overrides: dict, source: str):
   try:
     params.override(overrides, is_strict=True)
   except (KeyError, ValueError, TypeError, AttributeError) as e:
-    raise ConfigError(f'cannot apply {source}: {_one_line(e)}') from e
-
-
-def _one_line(error: Exception) -> str:
-  return ' '.join(str(error).split())
+    raise ConfigError(f'cannot apply {source}: {outcome.one_line(e)}') from e

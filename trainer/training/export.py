@@ -11,9 +11,9 @@
   architecture.json       the materialised architecture
   augmentation_policy.json  the searched policy (augmentation trials only)
   params.yaml             the trial's full Model Garden config, as plain YAML
-  export.json             what was exported and from where, its seed and
-                          metrics, the TFLite outcome, and the command that
-                          retrains it
+  export.json             what was exported and from where, its metrics,
+                          the TFLite outcome, the trial spec that retrains
+                          it (spec.TrialSpec) and the command that does
 Every file is replaced atomically, and export.json is removed first and
 written last: a dir holding it is a complete export, and an interrupted
 export is finished by running it again.
@@ -34,6 +34,7 @@ from official.modeling import hyperparams
 from tensorflow.lite.python import schema_py_generated as schema_fb
 import search_spaces
 from trainer import artifacts
+from trainer import spec as spec_lib
 from trainer.training import experiments
 from trainer.training import latency
 from trainer.controller import leaderboard
@@ -46,8 +47,6 @@ PARAMS_FILE = 'params.yaml'
 # Later stages refine earlier ones: the default export is the best completed
 # trial of the first stage here that has one.
 STAGE_PRECEDENCE = ('final', 'train', 'augment_search', 'search')
-# trainer/task.py launches trial t of a job seeded s with seed s * this + t.
-TRIAL_SEED_STRIDE = 100003
 # TFLite names a select TF op by this prefix and the TensorFlow op's name.
 FLEX_PREFIX = b'Flex'
 
@@ -103,56 +102,47 @@ def export_trial(job_dir: str, stage: str, trial_id: int,
   _write_decisions(export_dir, trial_dir, identity['search_space'],
                    trial.nas_params_str)
 
+  # What retrains it: params.yaml holds the trial's whole config, data and
+  # overrides included.
+  retrain = spec_lib.TrialSpec(
+      search_space=identity['search_space'],
+      nas_params_str=trial.nas_params_str,
+      experiment=identity['experiment'],
+      config_file=PARAMS_FILE,  # Relative to the export dir.
+      base_search_space=identity.get('base_search_space', ''),
+      base_nas_params_str=identity.get('base_nas_params_str', ''),
+      stage=stage, seed=spec_lib.trial_seed(identity['seed'], trial_id))
   record = {
       'search_space': identity['search_space'],
       'experiment': identity['experiment'],
       'job_dir': os.path.abspath(job_dir),
       'stage': stage,
       'trial_id': trial_id,
-      'seed': identity['seed'] * TRIAL_SEED_STRIDE + trial_id,
+      'seed': retrain.seed,
       'checkpoint': checkpoint,
       'metrics': trial.metrics,
       **tflite,
+      'trial_spec': retrain.to_dict(),
       'retrain_command': ('nas-garden --mode=trial --job_dir=NEW_JOB_DIR '
                           '--export_dir=' +
                           shlex.quote(os.path.abspath(export_dir))),
   }
-  if identity.get('base_search_space'):
-    record.update(base_search_space=identity['base_search_space'],
-                  base_nas_params_str=identity['base_nas_params_str'])
   _write(export_dir, EXPORT_FILE, json.dumps(record, indent=1))
   return record
 
 
-def retrain_inputs(export_dir: str) -> Dict[str, Any]:
-  """What `--mode=trial --export_dir=DIR` retrains, keyed by the trial flag
-  each value stands for.
-
-  search_space, experiment: the trial's space and Model Garden experiment.
-  nas_params_str: the trial's decisions (Vertex AI NAS JSON).
-  config_file: the export's params.yaml, the trial's full config; its data
-    paths are the source job's unless overridden.
-  seed: the seed the trial trained with.
-  base_search_space, base_nas_params_str: only for an augmentation trial, the
-    fixed architecture its policy was searched for.
-  """
+def retrain_spec(export_dir: str) -> spec_lib.TrialSpec:
+  """The trial spec `--mode=trial --export_dir=DIR` retrains: the exported
+  trial's space, decisions, experiment and seed, with the export's
+  params.yaml (the trial's full config) as its config file."""
   record_path = os.path.join(export_dir, EXPORT_FILE)
   if not os.path.isfile(record_path):
     raise FileNotFoundError(f'{export_dir} holds no complete nas-garden '
                             f'export (no {EXPORT_FILE})')
-  record = json.loads(_read(record_path))
-  inputs = {
-      'search_space': record['search_space'],
-      'experiment': record['experiment'],
-      'nas_params_str': _read(os.path.join(export_dir,
-                                           artifacts.NAS_PARAMS_FILE)),
-      'config_file': os.path.abspath(os.path.join(export_dir, PARAMS_FILE)),
-      'seed': record['seed'],
-  }
-  for key in ('base_search_space', 'base_nas_params_str'):
-    if key in record:
-      inputs[key] = record[key]
-  return inputs
+  retrain = spec_lib.TrialSpec.from_dict(
+      json.loads(_read(record_path))['trial_spec'])
+  return retrain.replace(config_file=os.path.abspath(
+      os.path.join(export_dir, retrain.config_file)))
 
 
 def _completed_trial(job_dir: str, stage: str,

@@ -36,11 +36,12 @@ from official.core import config_definitions as cfg
 from official.modeling import hyperparams
 from official.vision.configs import retinanet
 from official.vision.serving import export_saved_model_lib
+from trainer import artifacts
+from trainer import objective
 
 MEASURE_THREADS = 1
 SAVED_MODEL_SUBDIR = 'saved_model'
 SERVING_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def export_serving_model(params: cfg.ExperimentConfig,
@@ -117,12 +118,12 @@ def measure(saved_model_dir: str, warmup_runs: int = 20, timed_runs: int = 50,
     times_ms.append((time.perf_counter() - started) * 1e3)
   times_ms = np.array(times_ms)
   return {
-      'latency_ms': float(np.median(times_ms)),
+      objective.LATENCY: float(np.median(times_ms)),
       'latency_p90_ms': float(np.percentile(times_ms, 90)),
       'latency_mean_ms': float(times_ms.mean()),
       'latency_cv': float(times_ms.std() / times_ms.mean()),
       'timed_runs': timed_runs,
-      'memory_mb': memory.used_bytes() / 2**20,
+      objective.MEMORY: memory.used_bytes() / 2**20,
       'device': device,
       'threads': tf.config.threading.get_intra_op_parallelism_threads(),
   }
@@ -259,8 +260,8 @@ def measure_in_subprocess(saved_model_dir: str, warmup_runs: int = 20,
   env = dict(os.environ)
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Keeps stderr's last line ours.
   try:
-    result = subprocess.run(command, cwd=_REPO, env=env, capture_output=True,
-                            text=True, timeout=timeout_s)
+    result = subprocess.run(command, cwd=artifacts.SOURCE_ROOT, env=env,
+                            capture_output=True, text=True, timeout=timeout_s)
   except subprocess.TimeoutExpired as e:
     raise RuntimeError(f'latency measurement of {saved_model_dir} took over '
                        f'{timeout_s:g} s') from e

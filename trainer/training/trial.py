@@ -27,6 +27,9 @@ import configs
 import search_spaces
 from trainer.training import architectures
 from trainer import artifacts
+from trainer import objective
+from trainer import outcome
+from trainer import spec as spec_lib
 from trainer.datasets import data
 from trainer.training import experiments
 from trainer.training import latency
@@ -60,57 +63,32 @@ BEST_CHECKPOINT_DIR = 'best_ckpt'
 PREVIEW_CONFIG_SPACES = {'detection': 'spinenet', 'segmentation': 'nasfpn'}
 
 
-class TrialInputs(NamedTuple):
-  """Everything that defines a trial, besides what it searches.
-
-  With an augmentation space the trial searches a policy for the fixed
-  architecture `base_nas_params_str` of `base_search_space`.
-  """
-  search_space: str
-  experiment: str = ''
-  config_file: str = ''
-  params_override: str = ''
-  train_data: str = ''
-  eval_data: str = ''
-  data_dir: str = ''  # Where built-in data is written when no data is given.
-  base_search_space: str = ''
-  base_nas_params_str: str = ''
-  # 'search' (proxy) or 'train' (full training: the space's train config by
-  # default, several evaluations, the best one reported and its checkpoint
-  # kept).
-  config_stage: str = 'search'
-  # Warm start: a checkpoint whose searched component (backbone or decoder)
-  # initialises the model.
-  init_checkpoint: str = ''
-
-
-class Runtime(NamedTuple):
-  """How a trial runs, not what it trains: its tf.distribute strategy and
-  precision, set in Model Garden's runtime config. Empty fields keep the
-  config's."""
-  distribution_strategy: str = ''
-  tpu: str = ''
-  mixed_precision: bool = False
-  # Logical CPU devices for a mirrored strategy on a machine without GPUs.
-  cpu_replicas: int = 0
-
-
 class PreparedTrial(NamedTuple):
   spec: Any  # The architecture.
   nas_params_str: str
   experiment: str
-  config_file: str  # Resolved path of the YAML the config came from.
+  config_file: str  # Resolved path(s) of the YAML the config came from.
   params: cfg.ExperimentConfig
   seed: int
   policy_spec: Any = None  # The augmentation policy, in augmentation trials.
 
+  @property
+  def quality_metric(self) -> str:
+    """The name the trial reports its task's accuracy under."""
+    return TASK_FAMILIES[self.experiment].reported_as
 
-def prepare(inputs: TrialInputs, nas_params_str: str, seed: int = 0,
-            runtime: Runtime = Runtime()) -> PreparedTrial:
+  @property
+  def task_name(self) -> str:
+    return TASK_FAMILIES[self.experiment].name
+
+
+def prepare(inputs: spec_lib.TrialSpec, data_dir: str = '') -> PreparedTrial:
   """Validates every input and builds the trial's config, without training.
+  Built-in data, when the spec names none, is written under `data_dir`.
 
   Raises a ValueError subclass or FileNotFoundError with a one-line message.
   """
+  nas_params_str, seed = inputs.nas_params_str, inputs.seed
   searched = _materialize(inputs.search_space, nas_params_str)
   augmentation_task = search_spaces.augmentation_task(inputs.search_space)
   policy_spec = None
@@ -134,7 +112,7 @@ def prepare(inputs: TrialInputs, nas_params_str: str, seed: int = 0,
   config_file = configs.resolve(
       inputs.config_file or _default_config(
           arch_space, binding.config_space, family.name, inputs.config_stage))
-  params = _load_config(inputs, experiment, config_file, seed)
+  params = _load_config(inputs, data_dir, experiment, config_file, seed)
   architectures.apply_architecture(params, spec)
   if policy_spec is not None:
     _apply_policy(params, family.name, policy_spec)
@@ -142,7 +120,7 @@ def prepare(inputs: TrialInputs, nas_params_str: str, seed: int = 0,
     params.trainer.best_checkpoint_export_subdir = BEST_CHECKPOINT_DIR
     params.trainer.best_checkpoint_eval_metric = family.eval_metric
     params.trainer.best_checkpoint_metric_comp = 'higher'
-  _apply_runtime(params.runtime, runtime)
+  _apply_runtime(params.runtime, inputs.runtime)
   if inputs.init_checkpoint:
     params.task.init_checkpoint = inputs.init_checkpoint
     params.task.init_checkpoint_modules = (
@@ -153,7 +131,8 @@ def prepare(inputs: TrialInputs, nas_params_str: str, seed: int = 0,
                        seed, policy_spec)
 
 
-def _apply_runtime(config: cfg.RuntimeConfig, runtime: Runtime) -> None:
+def _apply_runtime(config: cfg.RuntimeConfig,
+                   runtime: spec_lib.Runtime) -> None:
   """Maps the trial's runtime flags onto Model Garden's runtime config, for
   the devices this process sees."""
   gpus = len(tf.config.list_physical_devices('GPU'))
@@ -198,7 +177,8 @@ def _strategy(runtime: cfg.RuntimeConfig) -> tf.distribute.Strategy:
       tpu_address=runtime.tpu)
 
 
-def data_config(inputs: TrialInputs, task: str) -> cfg.ExperimentConfig:
+def data_config(inputs: spec_lib.TrialSpec, data_dir: str,
+                task: str) -> cfg.ExperimentConfig:
   """`task`'s experiment config with its data resolved and no architecture:
   what an augmentation preview reads images and pixel constants from.
 
@@ -207,7 +187,7 @@ def data_config(inputs: TrialInputs, task: str) -> cfg.ExperimentConfig:
   experiment = inputs.experiment or AUGMENTATION_EXPERIMENTS[task]
   config_file = configs.resolve(
       inputs.config_file or f'{PREVIEW_CONFIG_SPACES[task]}_{task}_search_cpu')
-  return _load_config(inputs, experiment, config_file, seed=0)
+  return _load_config(inputs, data_dir, experiment, config_file, seed=0)
 
 
 def _family(experiment: str) -> TaskFamily:
@@ -218,13 +198,14 @@ def _family(experiment: str) -> TaskFamily:
   return TASK_FAMILIES[experiment]
 
 
-def _load_config(inputs: TrialInputs, experiment: str, config_file: str,
-                 seed: int) -> cfg.ExperimentConfig:
+def _load_config(inputs: spec_lib.TrialSpec, data_dir: str, experiment: str,
+                 config_file: str, seed: int) -> cfg.ExperimentConfig:
   """The experiment's config from its file and overrides, with data and seed."""
   family = _family(experiment)
   params = experiments.load_experiment_config(
       experiment, config_file, inputs.params_override)
-  params.override({'task': _data_override(inputs, params, family.name)},
+  params.override({'task': _data_override(inputs, data_dir, params,
+                                          family.name)},
                   is_strict=True)
   params.override({'task': {'train_data': {'seed': seed}}}, is_strict=True)
   if params.task.model.num_classes <= 0:
@@ -258,8 +239,8 @@ def _default_config(space: str, config_space: str, task: str,
           f'{config_space}_{task}_{stage}_cpu')
 
 
-def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig,
-                   task: str) -> dict:
+def _data_override(inputs: spec_lib.TrialSpec, data_dir: str,
+                   params: cfg.ExperimentConfig, task: str) -> dict:
   """Points the config at the user's TFRecords, or at built-in data."""
   if bool(inputs.train_data) != bool(inputs.eval_data):
     raise ValueError('give both --train_data and --eval_data, or neither '
@@ -277,12 +258,12 @@ def _data_override(inputs: TrialInputs, params: cfg.ExperimentConfig,
     return {}
   size = params.task.model.input_size[0] if params.task.model.input_size else 32
   if task == 'classification':
-    paths = data.make_digits(os.path.join(inputs.data_dir, f'digits_{size}'), size)
+    paths = data.make_digits(os.path.join(data_dir, f'digits_{size}'), size)
     return {'train_data': {'input_path': paths.train},
             'validation_data': {'input_path': paths.eval},
             'model': {'num_classes': paths.num_classes}}
   scene_data = scenes.make_scenes(
-      os.path.join(inputs.data_dir, f'scenes_{size}'), image_size=size)
+      os.path.join(data_dir, f'scenes_{size}'), image_size=size)
   override = {'train_data': {'input_path': scene_data.train_glob},
               'validation_data': {'input_path': scene_data.eval_glob},
               'model': {'num_classes': scene_data.num_classes}}
@@ -398,12 +379,11 @@ def run(prepared: PreparedTrial, trial_dir: str,
   flops = _count_flops(model, params.task.model.input_size)
   reported = evals.records[-1]
   if params.trainer.best_checkpoint_export_subdir:
-    key = reported['accuracy_key']
-    reported = max(evals.records, key=lambda r: r[key])
+    reported = max(evals.records, key=lambda r: r[prepared.quality_metric])
   metrics = {k: v for k, v in reported.items() if k != 'step'}
   metrics.update(extra_metrics or {}, evaluated_step=reported['step'])
   metrics.update({
-      'multi_add_flops_billion': flops / 2 / 1e9 if flops else None,
+      objective.FLOPS: flops / 2 / 1e9 if flops else None,
       'params': int(model.count_params()),
       'train_steps': int(params.trainer.train_steps),
       'replicas': int(strategy.num_replicas_in_sync),
@@ -418,8 +398,7 @@ def run(prepared: PreparedTrial, trial_dir: str,
   if measure_latency:
     metrics.update(latency.export_and_measure(
         params, best_checkpoint(trial_dir), trial_dir))
-  artifacts.write_text(os.path.join(trial_dir, artifacts.METRICS_FILE),
-                      json.dumps(metrics, indent=1))
+  outcome.write_metrics(trial_dir, metrics)
   return metrics
 
 
@@ -444,6 +423,5 @@ def _final_metrics(experiment: str, eval_record: Dict[str, float]) -> dict:
   family = TASK_FAMILIES[experiment]
   metrics = dict(eval_record)
   metrics[family.reported_as] = metrics.pop(family.eval_metric)
-  metrics['accuracy_key'] = family.reported_as
   return metrics
 

@@ -19,6 +19,7 @@ from official.vision.modeling.layers import nn_blocks
 from official.vision.modeling.layers import nn_layers
 import search_spaces
 from trainer.training.architectures import blocks
+from trainer.training.architectures import registry
 
 # Model Garden's InvertedBottleneckBlock skips its expansion conv at ratio 1,
 # which in a fused block is the strided kxk conv itself. Just above 1 keeps it
@@ -128,6 +129,9 @@ def build_tunable_efficientnet_v2(
       kernel_regularizer=l2_regularizer)
 
 
+@registry.register(search_spaces.EfficientNetV2Spec,
+                   default_experiment='nas_retinanet',
+                   config_space='efficientnet_v2')
 def apply_efficientnet_v2(params: cfg.ExperimentConfig,
                           spec: search_spaces.EfficientNetV2Spec) -> None:
   """Writes an `efficientnet_v2` architecture as the config's backbone."""

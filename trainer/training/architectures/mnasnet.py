@@ -18,6 +18,7 @@ from official.vision.modeling.layers import nn_blocks
 from official.vision.modeling.layers import nn_layers
 import search_spaces
 from trainer.training.architectures import blocks
+from trainer.training.architectures import registry
 
 STEM_FILTERS = 32
 
@@ -128,7 +129,9 @@ def build_tunable_mnasnet(
       kernel_regularizer=l2_regularizer)
 
 
-
+@registry.register(search_spaces.MnasNetSpec,
+                   default_experiment='nas_image_classification',
+                   config_space='mnasnet')
 def apply_mnasnet(params: cfg.ExperimentConfig,
                   spec: search_spaces.MnasNetSpec) -> None:
   """Writes a `mnasnet` architecture as the config's backbone."""

@@ -17,6 +17,7 @@ from official.vision.modeling.decoders import factory
 from official.vision.modeling.decoders import nasfpn
 import search_spaces
 from trainer.training.architectures import blocks
+from trainer.training.architectures import registry
 
 
 @dataclasses.dataclass
@@ -71,6 +72,8 @@ def build_tunable_nasfpn(
       **blocks.norm_activation_kwargs(model_config.norm_activation))
 
 
+@registry.register(search_spaces.NasFpnSpec, default_experiment='nas_retinanet',
+                   config_space='nasfpn')
 def apply_nasfpn(params: cfg.ExperimentConfig,
                  spec: search_spaces.NasFpnSpec) -> None:
   """Writes a `nasfpn` architecture as the config's decoder; keeps its backbone."""

@@ -19,6 +19,7 @@ from official.vision.modeling.backbones import spinenet
 from official.vision.modeling.backbones import spinenet_mobile
 import search_spaces
 from trainer.training.architectures import blocks
+from trainer.training.architectures import registry
 
 # Model Garden's stems build this many init blocks, which `input_offsets` 0
 # and 1 address; its `block_specs` are the blocks after them.
@@ -163,6 +164,17 @@ def apply_spinenet_mbconv(params: cfg.ExperimentConfig,
   _apply_backbone(params, 'tunable_spinenet_mbconv', spec)
 
 
+@registry.register(search_spaces.SpineNetSpec,
+                   default_experiment='nas_retinanet', config_space='spinenet')
+def apply_any_spinenet(params: cfg.ExperimentConfig,
+                       spec: search_spaces.SpineNetSpec) -> None:
+  """The mobile SpineNet builder for MBConv specs, the residual one otherwise."""
+  if any(b.block_fn == 'mbconv' for _, b in spec.block_sequence()):
+    apply_spinenet_mbconv(params, spec)
+  else:
+    apply_spinenet(params, spec)
+
+
 def apply_spinenet_scaling(params: cfg.ExperimentConfig,
                            spec: search_spaces.SpineNetScalingSpec,
                            image_size_scale: float = 1.0) -> None:
@@ -198,3 +210,14 @@ def apply_spinenet_scaling(params: cfg.ExperimentConfig,
   for data in (params.task.train_data, params.task.validation_data):
     if hasattr(data, 'output_size'):
       data.output_size = [size, size]
+
+
+@registry.register(search_spaces.SpineNetScalingSpec,
+                   default_experiment='nas_retinanet',
+                   config_space='spinenet_scaling')
+def apply_spinenet_scaling_at_config_scale(
+    params: cfg.ExperimentConfig,
+    spec: search_spaces.SpineNetScalingSpec) -> None:
+  """`apply_spinenet_scaling` at the config's `scaling_image_size_scale`."""
+  apply_spinenet_scaling(params, spec,
+                         params.task.model.scaling_image_size_scale)

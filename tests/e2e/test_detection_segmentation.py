@@ -1,0 +1,88 @@
+"""Real searches for detection (RetinaNet) and segmentation on built-in scenes.
+
+The default suite runs one search per task; `make test-all` runs the whole
+matrix of the seven architecture spaces (marked slow: about 2 CPU-minutes
+each).
+"""
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import cli
+from tests.unit.test_coco import _dataset, _write
+from trainer.controller import store as store_lib
+
+# Real but minimal: 4 train steps, one batch of evaluation by the real
+# evaluator (COCO AP or mIoU).
+TINY = ('trainer.train_steps=4,trainer.steps_per_loop=2,trainer.summary_interval=2,'
+        'trainer.validation_interval=4,trainer.checkpoint_interval=4,'
+        'trainer.validation_steps=1')
+
+MATRIX = [
+    ('mnasnet', 'nas_retinanet', 'AP'),
+    ('efficientnet_v2', 'nas_retinanet', 'AP'),
+    ('nasfpn', 'nas_retinanet', 'AP'),
+    ('spinenet', 'nas_retinanet', 'AP'),
+    ('spinenet_v2', 'nas_retinanet', 'AP'),
+    ('spinenet_mbconv', 'nas_retinanet', 'AP'),
+    ('spinenet_scaling', 'nas_retinanet', 'AP'),
+    ('nasfpn', 'nas_semantic_segmentation', 'miou'),
+    ('spinenet', 'nas_semantic_segmentation', 'miou'),
+]
+IN_DEFAULT_SUITE = {('spinenet', 'nas_retinanet'), ('nasfpn', 'nas_semantic_segmentation')}
+
+
+def _two_trial_search(job_dir, space, experiment, *extra):
+  result = cli('--mode=search', f'--job_dir={job_dir}', f'--search_space={space}',
+               f'--experiment={experiment}', '--max_trials=2',
+               '--max_parallel_trials=2', '--max_failed_trials=1',
+               f'--params_override={TINY}', '--seed=2', *extra, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return store_lib.Store.open(str(job_dir), read_only=True).trials('search')
+
+
+@pytest.mark.parametrize('space, experiment, metric', [
+    pytest.param(*case, marks=() if case[:2] in IN_DEFAULT_SUITE else pytest.mark.slow)
+    for case in MATRIX])
+def test_two_trial_search_reports_evaluator_metric(tmp_path, space, experiment, metric):
+  trials = _two_trial_search(tmp_path, space, experiment)
+  assert [(t.id, t.status) for t in trials] == [(1, 'completed'), (2, 'completed')]
+  identity = store_lib.Store.open(str(tmp_path), read_only=True).job_identity(
+      'search')
+  assert identity['quality_metric'] == metric
+  for t in trials:
+    value = t.metrics[metric]
+    assert isinstance(value, float) and 0.0 <= value <= 1.0
+    assert t.reward == pytest.approx(value)
+    assert t.metrics['multi_add_flops_billion'] > 0
+    if metric == 'AP':  # The COCO evaluator's whole report is kept.
+      assert {'AP50', 'AP75', 'ARmax100'} <= set(t.metrics)
+    assert os.path.exists(tmp_path / 'trials' / str(t.id) / 'ckpt-4.index')
+
+
+def test_reward_metric_selects_another_evaluator_metric(tmp_path):
+  trials = _two_trial_search(tmp_path, 'mnasnet', 'nas_retinanet',
+                             '--reward_metric=AP50', '--max_trials=1')
+  assert trials[0].reward == pytest.approx(trials[0].metrics['AP50'])
+
+
+def test_make_data_converts_coco_through_the_cli(tmp_path):
+  annotation_file, image_dir = _write(tmp_path, _dataset())
+  prefix = tmp_path / 'out' / 'coco'
+  result = cli('--mode=make_data', f'--coco_annotation_file={annotation_file}',
+               f'--coco_image_dir={image_dir}', f'--output_prefix={prefix}',
+               '--num_shards=2')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'task.model.num_classes=3' in result.stdout
+  assert sorted(os.listdir(tmp_path / 'out')) == [
+      'coco-00000-of-00002', 'coco-00001-of-00002', 'coco_annotations.json',
+      'coco_label_map.json']
+  label_map = json.loads((tmp_path / 'out' / 'coco_label_map.json').read_text())
+  assert label_map['num_classes'] == 3
+
+  missing = cli('--mode=make_data', '--coco_annotation_file=/no/such.json',
+                f'--coco_image_dir={image_dir}', f'--output_prefix={prefix}')
+  assert missing.returncode != 0
+  assert missing.stderr.strip().splitlines()[-1].startswith('nas-garden: error: ')

@@ -1,0 +1,125 @@
+"""From search to a deployable model: --mode=train, --mode=pipeline (killed
+and resumed in each stage), export and report through the CLI."""
+
+import html
+import os
+
+import pytest
+
+from tests.conftest import TINY_OVERRIDE, cli, kill_cli_when
+from tests.e2e.test_detection_segmentation import TINY
+from trainer import artifacts
+from trainer.controller import store as store_lib
+
+# Full training, tiny: 40 steps with an evaluation every 20.
+TINY_TRAIN = ('trainer.train_steps=40,trainer.steps_per_loop=20,'
+              'trainer.summary_interval=20,trainer.validation_interval=20,'
+              'trainer.checkpoint_interval=20,task.train_data.global_batch_size=32')
+
+
+def test_train_mode_retrains_the_top_k_with_warm_start(search_job, tmp_path):
+  job_dir, _ = search_job
+  searched = store_lib.Store.open(job_dir, read_only=True).trials('search')
+  top_2 = sorted(searched, key=lambda t: (-t.reward, t.id))[:2]
+  flags = ('--mode=train', f'--job_dir={tmp_path}',
+           f'--retrain_search_job_dir={job_dir}', '--top_k=2',
+           '--retrain_use_search_job_checkpoint',
+           f'--train_params_override={TINY_TRAIN}')
+  result = cli(*flags, check=True)
+  assert 'train mnasnet with fixed' in result.stdout
+  trials = store_lib.Store.open(str(tmp_path), read_only=True).trials('train')
+  assert [t.status for t in trials] == ['completed', 'completed']
+  for t, source in zip(trials, top_2):
+    assert t.metrics['search_trial_id'] == source.id
+    assert t.nas_params_str == source.nas_params_str
+    # Several evaluations; the best is reported and its checkpoint kept.
+    evaluations = t.metrics['evaluations']
+    assert [e['step'] for e in evaluations] == [20, 40]
+    best = max(evaluations, key=lambda e: e['top_1_accuracy'])
+    assert t.metrics['top_1_accuracy'] == best['top_1_accuracy']
+    assert t.metrics['evaluated_step'] == best['step']
+    trial_dir = artifacts.trial_dir(str(tmp_path), 'train', t.id)
+    assert os.path.isdir(os.path.join(trial_dir, 'best_ckpt'))
+    with open(os.path.join(trial_dir, artifacts.LOG_FILE)) as f:
+      assert 'Finished loading pretrained checkpoint' in f.read()
+
+  listed = cli('--mode=list', f'--job_dir={tmp_path}', '--stage=train',
+               check=True).stdout
+  assert 'trials: 2 completed' in listed
+  other = cli('--mode=train', f'--job_dir={tmp_path}',
+              f'--retrain_search_job_dir={job_dir}',
+              '--retrain_search_job_trials=3',
+              f'--train_params_override={TINY_TRAIN}')
+  assert other.returncode != 0
+  assert 'different search_trial_ids' in other.stderr
+
+
+def _pipeline_flags(job_dir, *extra):
+  return ('--mode=pipeline', f'--job_dir={job_dir}', '--search_space=mnasnet',
+          '--max_trials=2', '--top_k=1', f'--params_override={TINY_OVERRIDE}',
+          f'--train_params_override={TINY_TRAIN}', '--seed=5', *extra)
+
+
+def test_pipeline_resumes_after_a_kill_in_each_stage(tmp_path):
+  job_dir = str(tmp_path / 'job')
+  flags = _pipeline_flags(job_dir)
+  # Killed while search trial 2 trains, then while train trial 1 trains.
+  kill_cli_when(flags, os.path.join(artifacts.trial_dir(job_dir, 'search', 2),
+                                    artifacts.LOG_FILE), 'train | step', tmp_path)
+  kill_cli_when(flags, os.path.join(artifacts.trial_dir(job_dir, 'train', 1),
+                                    artifacts.LOG_FILE), 'train | step', tmp_path)
+  store = store_lib.Store.open(job_dir, read_only=True)
+  assert [t.status for t in store.trials('search')] == ['completed', 'completed']
+  assert [t.status for t in store.trials('train')] == ['running']
+
+  result = cli(*flags, timeout=900, check=True)
+  assert 'resuming: 1 trials in the store' in result.stdout
+  assert 'augmentation search: skipped' in result.stdout
+  store = store_lib.Store.open(job_dir, read_only=True)
+  [trained] = store.trials('train')
+  assert trained.status == 'completed' and trained.attempts == 2
+  best_search = max(store.trials('search'), key=lambda t: (t.reward, -t.id))
+  assert trained.metrics['search_trial_id'] == best_search.id
+  export_dir = os.path.join(job_dir, 'export')
+  for name in ('saved_model', 'model.tflite', 'nas_params_str.json',
+               'export.json', 'params.yaml'):
+    assert os.path.exists(os.path.join(export_dir, name)), name
+  report = os.path.join(job_dir, 'report.html')
+  assert f'report: {report}' in result.stdout
+  with open(report) as f:
+    assert html.escape(trained.nas_params_str) in f.read()
+
+  again = cli(*flags, timeout=900, check=True)  # Finished: nothing re-runs.
+  assert store_lib.Store.open(job_dir, read_only=True).trials('train') == [
+      trained]
+  assert 'running  |' not in again.stdout
+
+
+def test_export_dir_retrains_in_one_command(tmp_path, search_job):
+  job_dir, _ = search_job
+  export_dir = tmp_path / 'export'
+  cli('--mode=export', f'--job_dir={job_dir}', f'--export_dir={export_dir}',
+      check=True)
+  result = cli('--mode=trial', f'--job_dir={tmp_path / "again"}',
+               f'--export_dir={export_dir}', check=True)
+  assert '"top_1_accuracy"' in result.stdout
+  with open(export_dir / 'nas_params_str.json') as f:
+    exported = f.read()
+  with open(os.path.join(artifacts.trial_dir(str(tmp_path / 'again'), 'search', 1),
+                         artifacts.NAS_PARAMS_FILE)) as f:
+    assert f.read() == exported
+
+
+@pytest.mark.slow
+def test_detection_pipeline_with_augmentation_and_final_model(tmp_path):
+  result = cli('--mode=pipeline', f'--job_dir={tmp_path}',
+               '--search_space=spinenet', '--max_trials=2', '--top_k=1',
+               '--augment_max_trials=2', f'--params_override={TINY}',
+               f'--train_params_override={TINY}', '--seed=6', timeout=3600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  store = store_lib.Store.open(str(tmp_path), read_only=True)
+  assert len(store.trials('augment_search')) == 2
+  [final] = store.trials('final')
+  assert final.status == 'completed'
+  with open(os.path.join(str(tmp_path), 'export', 'export.json')) as f:
+    assert '"final"' in f.read()

@@ -1,0 +1,254 @@
+"""Every flag of `python -m trainer.task`, defined once and grouped by mode.
+
+Only the driver (trainer/task.py) reads absl's FLAGS: it hands each mode an
+`Args`, the parsed values with which of them were given, so modes take
+their inputs explicitly and tests can build them.
+"""
+
+from typing import Any, Dict, Iterable
+
+from absl import flags
+
+from proxy_tasks import proxy_search
+from proxy_tasks import variance
+from trainer import algorithms
+from trainer import artifacts
+from trainer import objective
+from trainer.controller import early_stopping
+
+MODES = ('search', 'train', 'augment_search', 'augment_preview', 'pipeline',
+         'export', 'report', 'trial', 'list', 'make_data',
+         'proxy_model_selection', 'proxy_variance', 'proxy_search')
+STAGES = tuple(artifacts.STAGE_DIRS)
+# --distribution_strategy: Model Garden's runtime strategies ('' keeps the
+# config's).
+RUNTIME_STRATEGIES = ('', 'one_device', 'mirrored', 'multi_worker_mirrored',
+                      'tpu')
+
+# --- Every mode
+flags.DEFINE_enum('mode', 'search', MODES, 'What to run.')
+flags.DEFINE_string('job_dir', None, 'Directory of the job: store, trials, data.')
+flags.DEFINE_integer('seed', 0, 'Seeds the algorithm and every trial.')
+flags.DEFINE_enum('stage', 'search', STAGES,
+                  '--mode=trial|list: the stage whose trial dir or leaderboard '
+                  'is meant.')
+
+# --- What a trial trains (spec.TrialSpec; --mode=trial takes it whole)
+flags.DEFINE_string('search_space', 'mnasnet',
+                    'A prebuilt space name or package.module:function.')
+flags.DEFINE_string('experiment', '',
+                    'Registered Model Garden experiment; default: the one the '
+                    'space\'s architectures train in.')
+flags.DEFINE_string('config_file', '',
+                    'Experiment YAML: a path or a shipped config name; default: '
+                    'the space\'s tiny CPU search config.')
+flags.DEFINE_string('params_override', '',
+                    'Overrides applied after --config_file: k=v pairs '
+                    '(a.b=1,c=2) or a YAML/JSON mapping.')
+flags.DEFINE_string('train_data', '', 'Glob of training TFRecords (Model '
+                    'Garden tf.Example format); default: built-in data.')
+flags.DEFINE_string('eval_data', '', 'Glob of validation TFRecords.')
+flags.DEFINE_string('nas_params_str', '',
+                    '--mode=trial: the architecture, as Vertex AI NAS JSON or '
+                    'a path to a .json file holding it.')
+flags.DEFINE_string('base_search_space', '',
+                    'Space of the fixed architecture of an augmentation trial.')
+flags.DEFINE_string('base_nas_params_str', '',
+                    'The fixed architecture of an augmentation trial: Vertex '
+                    'JSON or a .json file.')
+flags.DEFINE_integer('trial_id', 0, '--mode=trial: id of the trial dir; '
+                     'default $CLOUD_ML_TRIAL_ID or 1.')
+flags.DEFINE_integer('search_trial_id', 0,
+                     '--mode=trial: the search trial a full training retrains '
+                     '(recorded with its metrics).')
+flags.DEFINE_string('init_checkpoint', '',
+                    '--mode=trial: warm-start the searched component from '
+                    'this checkpoint (file or dir).')
+flags.DEFINE_string('export_dir', '',
+                    '--mode=export: where to write (default <job_dir>/export); '
+                    '--mode=trial: retrain the model exported there.')
+flags.DEFINE_bool('measure_latency', False,
+                  '--mode=trial: measure latency and memory after training.')
+
+# --- How a trial runs (spec.Runtime)
+flags.DEFINE_enum('distribution_strategy', '', list(RUNTIME_STRATEGIES),
+                  'tf.distribute strategy inside each trial, set as Model '
+                  'Garden\'s runtime.distribution_strategy; empty: the '
+                  'config\'s. mirrored uses every GPU the trial sees.')
+flags.DEFINE_string('tpu', '', 'With --distribution_strategy=tpu: the TPU '
+                    'address (runtime.tpu).')
+flags.DEFINE_bool('mixed_precision', False,
+                  'Mixed precision inside trials: float16 with dynamic loss '
+                  'scaling on GPUs, bfloat16 on TPUs and CPUs.')
+flags.DEFINE_integer('cpu_replicas', 0,
+                     'With mirrored strategies on a machine without GPUs: '
+                     'split the CPU into this many logical devices, one '
+                     'replica each (data parallelism without accelerators).')
+
+# --- search, augment_search and every stage that runs trials
+flags.DEFINE_integer('max_trials', 10, 'Trials in the search, in total.')
+flags.DEFINE_integer('max_failed_trials', 3,
+                     'Stop the search once this many trials failed (0: never).')
+flags.DEFINE_string('algorithm', algorithms.DEFAULT_ALGORITHM,
+                    ' | '.join(algorithms.ALGORITHMS) + ' (the default '
+                    'measured best on NAS-Bench-201, bench/nasbench201.py).')
+flags.DEFINE_integer('population_size', None,
+                     'Evolution and NSGA-II population; default per algorithm.')
+flags.DEFINE_integer('tournament_size', None,
+                     'Evolution tournament; default per algorithm.')
+flags.DEFINE_integer('max_parallel_trials', 1,
+                     'Trials run at once (local subprocesses or Ray tasks).')
+flags.DEFINE_float('trial_timeout', 0.0,
+                   'Seconds before a trial is stopped and failed (0: none).')
+flags.DEFINE_bool('skip_nan_error', True,
+                  'A trial whose loss becomes NaN is recorded infeasible (its '
+                  'reward 0, not counted by --max_failed_trials) instead of '
+                  'failed.')
+flags.DEFINE_enum('early_stopping', 'none', early_stopping.RULES,
+                  'median: stop a trial whose metric at --early_stopping_step '
+                  'is below the median of finished trials there.')
+flags.DEFINE_integer('early_stopping_step', 0,
+                     'Train step at which the rule applies; default the first '
+                     'evaluation (trainer.validation_interval).')
+flags.DEFINE_integer('early_stopping_min_trials', 3,
+                     'Finished trials needed before the rule stops any.')
+
+# --- The objective (objective.Objective)
+flags.DEFINE_string('reward_metric', '',
+                    'Metric the reward is computed from (e.g. AP50); default: '
+                    'the task\'s (top_1_accuracy, AP, miou).')
+flags.DEFINE_float('target_flops_multi_adds_billion', 0.0,
+                   'FLOPs target (billions of multiply-adds) of the MnasNet '
+                   'reward; 0: none.')
+flags.DEFINE_float('target_device_latency_ms', 0.0,
+                   'Latency target of the MnasNet reward, measured on this '
+                   'machine from each trained model\'s batch-1 SavedModel; '
+                   '0: none.')
+flags.DEFINE_float('target_memory_mb', 0.0,
+                   'Memory target of the MnasNet reward (peak while serving '
+                   'one image); 0: none.')
+flags.DEFINE_float('reward_exponent', 1.0,
+                   'w of the MnasNet reward acc * (T/m)^w.')
+flags.DEFINE_enum('reward_mode', 'hard', ['hard', 'soft'],
+                  'hard: the cost factor is capped at 1; soft: it is not.')
+flags.DEFINE_enum('multi_objective_cost', 'flops', list(objective.COSTS),
+                  'nsga2: the cost traded against the reward metric.')
+flags.DEFINE_float('max_flops_multi_adds_billion', 0.0,
+                   'Hard budget: candidates whose FLOPs, estimated from the '
+                   'untrained model, exceed it are recorded as infeasible and '
+                   'not trained; 0: none.')
+
+# --- Where trials run
+flags.DEFINE_enum('executor', 'local', ['local', 'ray'],
+                  'Where trials run: subprocesses of this machine, or Ray '
+                  'tasks (pip install nas-garden[ray]).')
+flags.DEFINE_string('ray_address', '',
+                    '--executor=ray: the cluster ("auto", "ray://host:port"); '
+                    'empty starts a local Ray instance.')
+flags.DEFINE_float('cpus_per_trial', 1.0, '--executor=ray: CPUs each trial '
+                   'task holds.')
+flags.DEFINE_float('gpus_per_trial', 0.0, '--executor=ray: GPUs each trial '
+                   'task holds (Ray sets its CUDA_VISIBLE_DEVICES).')
+
+# --- train, pipeline
+flags.DEFINE_integer('top_k', 3, '--mode=train|pipeline: train the k best '
+                     'search trials.')
+flags.DEFINE_string('retrain_search_job_dir', '',
+                    '--mode=train: the search job whose trials are trained; '
+                    'default --job_dir.')
+flags.DEFINE_string('retrain_search_job_trials', '',
+                    '--mode=train: search trial ids to train, e.g. 3,7 '
+                    '(instead of --top_k).')
+flags.DEFINE_bool('retrain_use_search_job_checkpoint', False,
+                  '--mode=train: warm-start the searched component from its '
+                  'search trial\'s checkpoint.')
+flags.DEFINE_string('train_config_file', '',
+                    'Full-training config (train, pipeline, final model, '
+                    'model selection); default the space\'s train_cpu config.')
+flags.DEFINE_string('train_params_override', '',
+                    '--mode=train|pipeline: overrides of the full-training '
+                    'config (--params_override stays the search\'s).')
+flags.DEFINE_integer('augment_max_trials', 0,
+                     '--mode=pipeline: augmentation trials; default the whole '
+                     'RandAugment grid.')
+
+# --- augment_search
+flags.DEFINE_string('base_job_dir', '',
+                    '--mode=augment_search: job whose search trial fixes the '
+                    'architecture; default --job_dir.')
+flags.DEFINE_integer('base_trial_id', 0,
+                     '--mode=augment_search: that trial\'s id; default its '
+                     'best completed trial.')
+
+# --- augment_preview
+flags.DEFINE_string('output_path', '',
+                    '--mode=augment_preview: PNG path; default '
+                    '<job_dir>/augment_preview.png.')
+flags.DEFINE_integer('preview_images', 4,
+                     '--mode=augment_preview: images (rows) drawn.')
+flags.DEFINE_integer('preview_variants', 4,
+                     '--mode=augment_preview: augmented copies of each image.')
+
+# --- make_data
+flags.DEFINE_string('coco_annotation_file', '', '--mode=make_data: COCO JSON.')
+flags.DEFINE_string('coco_image_dir', '', '--mode=make_data: its images.')
+flags.DEFINE_string('output_prefix', '', '--mode=make_data: TFRecord prefix.')
+flags.DEFINE_integer('num_shards', 1, '--mode=make_data: TFRecord shards.')
+
+# --- Proxy-task tools (proxy_model_selection, proxy_variance, proxy_search)
+flags.DEFINE_integer('proxy_start_models', 30,
+                     '--mode=proxy_model_selection: architectures sampled '
+                     '(with --seed) into the pool.')
+flags.DEFINE_integer('proxy_final_models', 10,
+                     '--mode=proxy_model_selection: models trained to '
+                     'completion, the reference set.')
+flags.DEFINE_integer('proxy_variance_runs', 5,
+                     '--mode=proxy_variance: trainings of the model.')
+flags.DEFINE_float('proxy_max_coefficient_of_variation',
+                   variance.MAX_COEFFICIENT_OF_VARIATION,
+                   '--mode=proxy_variance: the largest std/mean of the final '
+                   'accuracies that passes.')
+flags.DEFINE_float('proxy_max_smoothness', variance.MAX_SMOOTHNESS,
+                   '--mode=proxy_variance: the largest smoothness score '
+                   '(summed drops of the learning curve) that passes.')
+flags.DEFINE_string('proxy_candidates', '',
+                    '--mode=proxy_search: candidate proxies, a JSON/YAML list '
+                    'of {name, params_override, train_data_fraction} or a '
+                    'file holding one; default: built-in candidates around '
+                    'the proxy config.')
+flags.DEFINE_float('proxy_correlation_threshold',
+                   proxy_search.DEFAULT_THRESHOLD,
+                   '--mode=proxy_search: the Kendall tau with full-training '
+                   'accuracy a candidate must reach.')
+flags.DEFINE_string('proxy_reference', '',
+                    '--mode=proxy_search: full-training accuracies, a CSV/JSON '
+                    'file (nas_params_str, accuracy[, latency_ms]) or a job '
+                    'dir (its model selection, else its train stage); '
+                    'default --job_dir.')
+
+
+class Args:
+  """Parsed flag values by name (`args.job_dir`), and which were given on
+  the command line (`args.given('experiment')`): a default and an explicit
+  value equal to it differ where a later stage inherits the search's."""
+
+  def __init__(self, values: Dict[str, Any], given: Iterable[str] = ()):
+    self._values, self._given = dict(values), frozenset(given)
+
+  @classmethod
+  def parsed(cls, flag_values: flags.FlagValues) -> 'Args':
+    names = list(flag_values)
+    return cls({n: flag_values[n].value for n in names},
+               [n for n in names if flag_values[n].present])
+
+  def __getattr__(self, name: str) -> Any:
+    try:
+      return self._values[name]
+    except KeyError:
+      raise AttributeError(name) from None
+
+  def given(self, name: str) -> bool:
+    return name in self._given
+
+  def value_if_given(self, name: str, default: Any = '') -> Any:
+    return self._values[name] if name in self._given else default

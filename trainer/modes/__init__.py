@@ -1,0 +1,1 @@
+"""The CLI's modes, one module per family; each takes a flags.Args."""
