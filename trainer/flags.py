@@ -15,6 +15,7 @@ from trainer import algorithms
 from trainer import artifacts
 from trainer import objective
 from trainer.controller import early_stopping
+from trainer.training import devices
 
 MODES = ('search', 'train', 'augment_search', 'augment_preview', 'pipeline',
          'export', 'report', 'trial', 'list', 'make_data',
@@ -71,6 +72,12 @@ flags.DEFINE_bool('measure_latency', False,
                   '--mode=trial: measure latency and memory after training.')
 
 # --- How a trial runs (spec.Runtime)
+flags.DEFINE_enum('accelerator', 'auto', list(devices.ACCELERATORS),
+                  'What trials train on. auto: a TPU when --tpu or the '
+                  'environment names one, a GPU when the trial process sees '
+                  'one, else the CPU. Without --config_file a trial loads '
+                  'its space\'s <stage>_<accelerator> config, and '
+                  'runtime.num_gpus follows the GPUs it sees.')
 flags.DEFINE_enum('distribution_strategy', '', list(RUNTIME_STRATEGIES),
                   'tf.distribute strategy inside each trial, set as Model '
                   'Garden\'s runtime.distribution_strategy; empty: the '

@@ -32,6 +32,8 @@ class Runtime:
   mixed_precision: bool = False
   # Logical CPU devices for a mirrored strategy on a machine without GPUs.
   cpu_replicas: int = 0
+  # auto | cpu | gpu | tpu: picks the default config and the device count.
+  accelerator: str = 'auto'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from tests.conftest import FIXTURES, TINY_OVERRIDE, cli
 
@@ -45,6 +46,22 @@ def test_trial_trains_reports_and_writes_artifacts(tmp_path):
   # The searched spec reached the Model Garden config.
   params_yaml = (trial_dir / 'params.yaml').read_text()
   assert 'tunable_mnasnet' in params_yaml and 'block_specs_json' in params_yaml
+  # --accelerator=auto on this GPU-less machine: the CPU config, as recorded.
+  runtime = yaml.full_load(params_yaml)['runtime']  # Model Garden writes tuples.
+  assert (runtime['distribution_strategy'], runtime['num_gpus']) == (
+      'one_device', 0)
+  assert (metrics['device'], metrics['replicas']) == ('CPU', 1)
+
+
+def test_asking_for_a_gpu_without_one_is_a_one_line_error(tmp_path):
+  result = cli('--mode=trial', f'--job_dir={tmp_path}', '--accelerator=gpu',
+               f'--nas_params_str={mnasnet_sample(0)}',
+               f'--params_override={TINY_OVERRIDE}')
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      'nas-garden: error: --accelerator=gpu but this trial process sees no '
+      'GPU (CUDA_VISIBLE_DEVICES, drivers, or a CPU-only TensorFlow)')
+  assert not (tmp_path / 'trials' / '1' / 'metrics.json').exists()
 
 
 def test_same_architecture_and_seed_reproduce_accuracy(tmp_path):

@@ -44,7 +44,8 @@ def nas_params(args, flag: str = 'nas_params_str') -> str:
 
 def runtime(args) -> spec_lib.Runtime:
   return spec_lib.Runtime(args.distribution_strategy, args.tpu,
-                          args.mixed_precision, args.cpu_replicas)
+                          args.mixed_precision, args.cpu_replicas,
+                          args.accelerator)
 
 
 def search_spec(args) -> spec_lib.TrialSpec:

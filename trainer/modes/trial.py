@@ -35,7 +35,7 @@ def run_trial(args) -> None:
   trial_id = args.trial_id or int(os.environ.get('CLOUD_ML_TRIAL_ID', '1'))
   trial_dir = artifacts.trial_dir(job_dir, args.stage, trial_id)
   try:
-    trial.split_cpu(args.cpu_replicas)
+    trial.init_devices(args.cpu_replicas)
     spec = trial_spec(args, spec_lib.TrialSpec.from_flags(args))
     if not spec.nas_params_str:
       raise common.UsageError('--nas_params_str is required with --mode=trial')

@@ -31,6 +31,7 @@ from trainer import objective
 from trainer import outcome
 from trainer import spec as spec_lib
 from trainer.datasets import data
+from trainer.training import devices
 from trainer.training import experiments
 from trainer.training import latency
 from trainer.datasets import scenes
@@ -109,9 +110,13 @@ def prepare(inputs: spec_lib.TrialSpec, data_dir: str = '') -> PreparedTrial:
   if augmentation_task and augmentation_task != family.name:
     raise ValueError(f'{inputs.search_space} augments {augmentation_task} '
                      f'data; experiment {experiment} trains {family.name}')
+  gpus = len(tf.config.list_physical_devices('GPU'))
+  accelerator = devices.resolve(inputs.runtime.accelerator,
+                                inputs.runtime.tpu, gpus)
   config_file = configs.resolve(
-      inputs.config_file or _default_config(
-          arch_space, binding.config_space, family.name, inputs.config_stage))
+      inputs.config_file or devices.default_config(
+          arch_space, binding.config_space, family.name, inputs.config_stage,
+          accelerator, configs.shipped()))
   params = _load_config(inputs, data_dir, experiment, config_file, seed)
   architectures.apply_architecture(params, spec)
   if policy_spec is not None:
@@ -120,7 +125,7 @@ def prepare(inputs: spec_lib.TrialSpec, data_dir: str = '') -> PreparedTrial:
     params.trainer.best_checkpoint_export_subdir = BEST_CHECKPOINT_DIR
     params.trainer.best_checkpoint_eval_metric = family.eval_metric
     params.trainer.best_checkpoint_metric_comp = 'higher'
-  _apply_runtime(params.runtime, inputs.runtime)
+  _apply_runtime(params.runtime, inputs.runtime, accelerator, gpus)
   if inputs.init_checkpoint:
     params.task.init_checkpoint = inputs.init_checkpoint
     params.task.init_checkpoint_modules = (
@@ -131,11 +136,12 @@ def prepare(inputs: spec_lib.TrialSpec, data_dir: str = '') -> PreparedTrial:
                        seed, policy_spec)
 
 
-def _apply_runtime(config: cfg.RuntimeConfig,
-                   runtime: spec_lib.Runtime) -> None:
+def _apply_runtime(config: cfg.RuntimeConfig, runtime: spec_lib.Runtime,
+                   accelerator: str, gpus: int) -> None:
   """Maps the trial's runtime flags onto Model Garden's runtime config, for
-  the devices this process sees."""
-  gpus = len(tf.config.list_physical_devices('GPU'))
+  the `gpus` GPUs this process sees and the accelerator it trains on."""
+  if config.distribution_strategy != 'tpu':
+    config.num_gpus = devices.num_gpus(accelerator, gpus)
   if runtime.distribution_strategy:
     config.distribution_strategy = runtime.distribution_strategy
     config.num_gpus = (min(gpus, 1) if runtime.distribution_strategy ==
@@ -154,9 +160,19 @@ def _apply_runtime(config: cfg.RuntimeConfig,
     config.loss_scale = 'dynamic' if on_gpu else None
 
 
+def init_devices(cpu_replicas: int) -> None:
+  """First thing in a trial process, before TensorFlow initialises its
+  devices: GPU memory grows as needed (so the latency worker and other
+  trials can share the GPU), and the CPU becomes `cpu_replicas` logical
+  devices when asked."""
+  for gpu in tf.config.list_physical_devices('GPU'):
+    tf.config.experimental.set_memory_growth(gpu, True)
+  split_cpu(cpu_replicas)
+
+
 def split_cpu(replicas: int) -> None:
   """Makes the CPU `replicas` logical devices; must run before TensorFlow
-  initialises its devices (first thing in a trial process)."""
+  initialises its devices."""
   if replicas > 1:
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(
@@ -229,14 +245,6 @@ def _apply_policy(params: cfg.ExperimentConfig, task: str,
   train_data = params.task.train_data
   (train_data.parser if task == 'detection' else train_data).aug_policy = (
       spec_json)
-
-
-def _default_config(space: str, config_space: str, task: str,
-                    stage: str = 'search') -> str:
-  """`<space>_<task>_<stage>_cpu`, or the spec family's for a user space."""
-  name = f'{space}_{task}_{stage}_cpu'
-  return (name if name in configs.shipped() else
-          f'{config_space}_{task}_{stage}_cpu')
 
 
 def _data_override(inputs: spec_lib.TrialSpec, data_dir: str,
@@ -387,6 +395,7 @@ def run(prepared: PreparedTrial, trial_dir: str,
       'params': int(model.count_params()),
       'train_steps': int(params.trainer.train_steps),
       'replicas': int(strategy.num_replicas_in_sync),
+      'device': _device(params.runtime),
       'compute_dtype': tf_keras.mixed_precision.global_policy().compute_dtype,
       'steady_steps_per_s': train_loops.steady_steps_per_s(
           params.trainer.steps_per_loop),
@@ -400,6 +409,19 @@ def run(prepared: PreparedTrial, trial_dir: str,
         params, best_checkpoint(trial_dir), trial_dir))
   outcome.write_metrics(trial_dir, metrics)
   return metrics
+
+
+def _device(runtime: cfg.RuntimeConfig) -> str:
+  """Where the trial trained: `TPU`, `GPU:0 <name>` (`xN` for N GPUs) or
+  `CPU`."""
+  if runtime.distribution_strategy == 'tpu':
+    return 'TPU'
+  gpus = tf.config.list_physical_devices('GPU')[:runtime.num_gpus]
+  if not gpus:
+    return 'CPU'
+  name = tf.config.experimental.get_device_details(gpus[0]).get(
+      'device_name', 'GPU')
+  return f'GPU:0 {name}' + (f' x{len(gpus)}' if len(gpus) > 1 else '')
 
 
 def best_checkpoint(trial_dir: str) -> Optional[str]:
