@@ -11,9 +11,6 @@ import pytest
 from scipy import stats
 
 import search_spaces
-from proxy_tasks import candidates
-from proxy_tasks import proxy_search
-from proxy_tasks import reference
 from proxy_tasks import variance
 from tests.conftest import TINY_OVERRIDE, cli, kill_cli_when
 from trainer import artifacts

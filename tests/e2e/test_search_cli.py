@@ -1,7 +1,6 @@
 """Search controller end to end: real searches through the CLI, and resume
 after the controller is killed with SIGKILL mid-trial."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,6 @@ import pytest
 
 import search_spaces
 from tests.conftest import REPO, cli, search_flags
-from trainer.controller import search
 from trainer.controller import store as store_lib
 
 def test_search_runs_trials_and_reports(search_job):

@@ -2,7 +2,7 @@
 search, the final model, and the pipeline that runs them in order."""
 
 import os
-from typing import List, Tuple
+from typing import List
 
 import pyglove as pg
 
@@ -159,7 +159,7 @@ def run_train(args) -> None:
   train_stage(args, common.job_dir(args))
 
 
-def _final_model(args, job_dir: str, identity, best) -> Tuple[str, str]:
+def _final_model(args, job_dir: str, identity, best) -> None:
   """Augmentation search for the best trained trial, then its full training
   with the best policy (stage 'final')."""
   search_id = best.metrics['search_trial_id']
