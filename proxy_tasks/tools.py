@@ -12,7 +12,6 @@ config without training (trainer.training.trial.prepare).
 import json
 import os
 import random
-import shutil
 from typing import Any, Callable, Dict, List, Optional
 
 import pyglove as pg
@@ -24,6 +23,7 @@ from proxy_tasks import reference as reference_lib
 from proxy_tasks import variance
 import search_spaces
 from trainer import artifacts
+from trainer import fileio
 from trainer import objective
 from trainer import spec as spec_lib
 from trainer.controller import search
@@ -81,7 +81,7 @@ def _run_part(job_dir: str, template: spec_lib.TrialSpec,
   candidates). A part that a later part already follows has only finished
   trials, so it is read from the store, not run again.
   """
-  if os.path.exists(store_lib.store_path(job_dir)):
+  if store_lib.exists(job_dir):
     recorded = store_lib.Store.open(job_dir, read_only=True).trials(
         template.stage)
     if len(recorded) > len(proposals):
@@ -94,7 +94,7 @@ def _run_part(job_dir: str, template: spec_lib.TrialSpec,
 
 
 def _write_json(path: str, value: Any) -> None:
-  artifacts.write_text(path, json.dumps(value, indent=1) + '\n')
+  fileio.write_text(path, json.dumps(value, indent=1) + '\n')
 
 
 def sampled_architectures(space_name: str, count: int,
@@ -128,14 +128,14 @@ def continue_training(job_dir: str, from_id: int, to_id: int) -> None:
   if checkpoint is None:
     raise search.SearchFailed(f'{SELECTION_STAGE} trial {from_id} kept no '
                               'checkpoint to continue from')
-  os.makedirs(target, exist_ok=True)
-  for path in tf.io.gfile.glob(checkpoint + '.*'):
-    shutil.copy(path, target)
+  fileio.makedirs(target)
+  for path in fileio.glob(checkpoint + '.*'):
+    fileio.copy(path, os.path.join(target, os.path.basename(path)))
   # Written last: until it exists the copy counts as not made.
   name = os.path.basename(checkpoint)
-  artifacts.write_text(os.path.join(target, 'checkpoint'),
-                       f'model_checkpoint_path: "{name}"\n'
-                       f'all_model_checkpoint_paths: "{name}"\n')
+  fileio.write_text(os.path.join(target, 'checkpoint'),
+                    f'model_checkpoint_path: "{name}"\n'
+                    f'all_model_checkpoint_paths: "{name}"\n')
 
 
 def _round_score(t, final: bool, cost_metric: str, quality_metric: str):

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny real config, the CLI as a subprocess, one search job."""
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,12 @@ FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params')
 TINY_OVERRIDE = ('trainer.train_steps=40,trainer.steps_per_loop=20,'
                  'trainer.summary_interval=20,trainer.validation_interval=40,'
                  'trainer.checkpoint_interval=40,task.train_data.global_batch_size=32')
+
+
+def mnasnet_sample(index=0):
+  """A real Vertex nas_params_str of the mnasnet space (fixture sample)."""
+  with open(os.path.join(FIXTURES, 'mnasnet.json')) as f:
+    return json.load(f)['nas_params_str_samples'][index]
 
 
 def cli(*args, timeout=600, check=False, prefix=()):

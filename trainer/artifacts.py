@@ -5,7 +5,6 @@ these paths too.
 """
 
 import os
-from typing import Union
 
 # The folder holding the `trainer` package: child processes (trials, latency
 # measurements) import from it.
@@ -43,13 +42,3 @@ def trial_dir(job_dir: str, stage: str, trial_id: int) -> str:
 def data_dir(job_dir: str) -> str:
   """Built-in datasets are written here when the user gives no data."""
   return os.path.join(job_dir, 'data')
-
-
-def write_text(path: str, text: Union[str, bytes]) -> None:
-  """Writes a file atomically: readers see the old content or the new, whole."""
-  tmp = f'{path}.tmp.{os.getpid()}'
-  with open(tmp, 'wb' if isinstance(text, bytes) else 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)

@@ -14,6 +14,7 @@ from proxy_tasks import variance
 from trainer import algorithms
 from trainer import artifacts
 from trainer import objective
+from trainer import platform_flags
 from trainer.controller import early_stopping
 from trainer.training import devices
 
@@ -28,7 +29,15 @@ RUNTIME_STRATEGIES = ('', 'one_device', 'mirrored', 'multi_worker_mirrored',
 
 # --- Every mode
 flags.DEFINE_enum('mode', 'search', MODES, 'What to run.')
-flags.DEFINE_string('job_dir', None, 'Directory of the job: store, trials, data.')
+flags.DEFINE_string('job_dir', None, 'Directory of the job: store, trials, '
+                    'data. A URL (gs://, file://, ram://) is remote: see '
+                    '--store_dir.')
+flags.DEFINE_string('store_dir', '',
+                    'With a URL --job_dir: the local folder of its SQLite '
+                    'store (a copy is uploaded to the job dir after every '
+                    'change, and downloaded when this folder has none); '
+                    'default under ~/.cache/nas-garden/stores, keyed by the '
+                    'URL.')
 flags.DEFINE_integer('seed', 0, 'Seeds the algorithm and every trial.')
 flags.DEFINE_enum('stage', 'search', STAGES,
                   '--mode=trial|list: the stage whose trial dir or leaderboard '
@@ -154,8 +163,18 @@ flags.DEFINE_string('ray_address', '',
                     'empty starts a local Ray instance.')
 flags.DEFINE_float('cpus_per_trial', 1.0, '--executor=ray: CPUs each trial '
                    'task holds.')
-flags.DEFINE_float('gpus_per_trial', 0.0, '--executor=ray: GPUs each trial '
-                   'task holds (Ray sets its CUDA_VISIBLE_DEVICES).')
+flags.DEFINE_float('gpus_per_trial', None,
+                   'GPUs each trial holds, its own: a whole number, a share '
+                   '1/k of one (0.5: two trials per GPU), or 0 (trials see '
+                   'no GPU); default 1 where there are GPUs, else 0. Local: '
+                   'the GPUs are those of CUDA_VISIBLE_DEVICES, else of '
+                   'nvidia-smi, and each trial process gets its own in '
+                   'CUDA_VISIBLE_DEVICES; trials beyond the free GPUs wait '
+                   'for one (as Ray tasks wait), so --max_parallel_trials '
+                   'above GPUs / gpus_per_trial runs no more at once. '
+                   'Without GPUs trials keep CUDA_VISIBLE_DEVICES as set. '
+                   'Ray: the task holds them and its trial sees exactly '
+                   'those Ray assigned.')
 
 # --- train, pipeline
 flags.DEFINE_integer('top_k', 3, '--mode=train|pipeline: train the k best '
@@ -232,6 +251,49 @@ flags.DEFINE_string('proxy_reference', '',
                     'file (nas_params_str, accuracy[, latency_ms]) or a job '
                     'dir (its model selection, else its train stage); '
                     'default --job_dir.')
+
+# --- The Vertex AI NAS trainer's flags (--mode=trial)
+# Its container's command line (cloud_search_main.py), translated into ours by
+# trainer/platform_flags.py; given with one of ours that says otherwise, a
+# one-line error. Its other flags (--nas_params_str, --search_space,
+# --config_file, --params_override, --retrain_*, --target_*) are ours already.
+flags.DEFINE_string('job-dir', None, 'The platform\'s --job_dir.')
+flags.DEFINE_string('training_data_path', None,
+                    'The platform\'s --train_data.')
+flags.DEFINE_string('validation_data_path', None,
+                    'The platform\'s --eval_data.')
+flags.DEFINE_enum('model', None,
+                  sorted(platform_flags.MODEL_EXPERIMENTS) +
+                  list(platform_flags.UNSUPPORTED_MODELS),
+                  'The experiment: classification, retinanet or segmentation '
+                  'means --experiment=nas_image_classification, '
+                  'nas_retinanet or nas_semantic_segmentation; default: '
+                  'the space\'s (the platform\'s is retinanet).')
+flags.DEFINE_bool('use_tpu', False,
+                  'Train on the TPU: --accelerator=tpu '
+                  '--distribution_strategy=tpu (--tpu, or the environment, '
+                  'names it).')
+flags.DEFINE_integer('num_cores', None,
+                     'TPU cores; accepted for the platform\'s command lines: '
+                     'as in its TF2 trainer, the TPU strategy trains on every '
+                     'core of the TPU.')
+flags.DEFINE_enum('job_mode', None, list(platform_flags.JOB_MODES),
+                  'train: --evaluation=final (--evaluation=best with '
+                  '--multiple_eval_during_search); train_and_eval: evaluate '
+                  'every trainer.validation_interval (--evaluation=).')
+flags.DEFINE_bool('skip_eval', False, 'Train without evaluating: '
+                  '--evaluation=none.')
+flags.DEFINE_bool('multiple_eval_during_search', False,
+                  'Evaluate every trainer.validation_interval and report the '
+                  'best evaluation: --evaluation=best.')
+flags.DEFINE_enum('evaluation', '', list(platform_flags.EVALUATIONS),
+                  'When a trial evaluates, what the three flags above '
+                  'translate to. Empty: every trainer.validation_interval, '
+                  'reporting the last evaluation (the best in full '
+                  'training); final: once, after the last step; best: every '
+                  'validation_interval, reporting the best (its checkpoint '
+                  'kept in best_ckpt/); none: no evaluation, metrics without '
+                  'the task\'s accuracy.')
 
 
 class Args:

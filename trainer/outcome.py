@@ -14,6 +14,7 @@ import signal
 from typing import Any, Dict, Optional
 
 from trainer import artifacts
+from trainer import fileio
 
 RUNNING = 'running'
 COMPLETED = 'completed'
@@ -83,27 +84,26 @@ def error_of(exception: BaseException) -> TrialError:
 
 
 def write_error(trial_dir: str, error: TrialError) -> None:
-  os.makedirs(trial_dir, exist_ok=True)
-  artifacts.write_text(os.path.join(trial_dir, artifacts.ERROR_FILE),
-                       json.dumps(dataclasses.asdict(error)))
+  fileio.makedirs(trial_dir)
+  fileio.write_text(os.path.join(trial_dir, artifacts.ERROR_FILE),
+                    json.dumps(dataclasses.asdict(error)))
 
 
 def write_metrics(trial_dir: str, metrics: Dict[str, Any]) -> None:
-  artifacts.write_text(os.path.join(trial_dir, artifacts.METRICS_FILE),
-                       json.dumps(metrics, indent=1))
+  fileio.write_text(os.path.join(trial_dir, artifacts.METRICS_FILE),
+                    json.dumps(metrics, indent=1))
 
 
 def read(trial_dir: str, returncode: int) -> Outcome:
   """The outcome of a trial process that exited with `returncode`: its
   metrics, else the error it wrote, else what its exit says."""
   metrics_path = os.path.join(trial_dir, artifacts.METRICS_FILE)
-  if returncode == 0 and os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      return completed(json.load(f))
+  if returncode == 0 and fileio.exists(metrics_path):
+    return completed(json.loads(fileio.read_text(metrics_path)))
   error_path = os.path.join(trial_dir, artifacts.ERROR_FILE)
-  if os.path.exists(error_path):
-    with open(error_path) as f:
-      return Outcome(FAILED, None, TrialError(**json.load(f)))
+  if fileio.exists(error_path):
+    return Outcome(FAILED, None,
+                   TrialError(**json.loads(fileio.read_text(error_path))))
   if returncode == -signal.SIGKILL:
     return failed(OOM, 'killed by SIGKILL (the kernel\'s out-of-memory '
                   'killer sends it when memory runs out)')

@@ -8,10 +8,10 @@ stage's identity in the store is its JSON (`identity`).
 """
 
 import dataclasses
-import os
 from typing import Any, Dict, List
 
 from trainer import artifacts
+from trainer import fileio
 
 # Trial t of a search seeded s trains with seed s * TRIAL_SEED_STRIDE + t.
 TRIAL_SEED_STRIDE = 100003
@@ -34,6 +34,8 @@ class Runtime:
   cpu_replicas: int = 0
   # auto | cpu | gpu | tpu: picks the default config and the device count.
   accelerator: str = 'auto'
+  # When the trial evaluates: '' | final | best | none (platform_flags).
+  evaluation: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +125,6 @@ def read_nas_params(value: str, flag: str = 'nas_params_str') -> str:
   names; '' stays ''."""
   if not value or value.lstrip().startswith('{'):
     return value
-  if not os.path.isfile(value):
+  if not fileio.isfile(value):
     raise ValueError(f'--{flag} is neither JSON nor a file: {value}')
-  with open(value) as f:
-    return f.read()
+  return fileio.read_text(value)

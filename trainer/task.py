@@ -12,7 +12,8 @@ Modes:
   export           the best (or a named) trial as SavedModel + TFLite
   report           report.html and TensorBoard HParams summaries of the job
   trial            run one trial from --nas_params_str, as a cloud training job
-                   would
+                   would; takes the Vertex AI NAS trainer's flags too
+                   (trainer/platform_flags.py)
   list             print the leaderboard of a --stage of --job_dir
   make_data        convert a COCO JSON + image folder into Model Garden
                    TFRecords
@@ -37,6 +38,7 @@ from absl import flags
 
 from trainer import flags as nas_flags
 from trainer import outcome
+from trainer import platform_flags
 from trainer.controller import search
 from trainer.controller import store as store_lib
 from trainer.modes import proxy
@@ -67,8 +69,9 @@ USER_ERRORS = (ValueError, FileNotFoundError, store_lib.StoreError,
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  args = nas_flags.Args.parsed(flags.FLAGS)
   try:
+    platform_flags.apply(flags.FLAGS)  # Vertex AI NAS's flags, as ours.
+    args = nas_flags.Args.parsed(flags.FLAGS)
     MODE_TABLE[args.mode](args)
   except USER_ERRORS as e:
     print(f'nas-garden: error: {outcome.one_line(e)}', file=sys.stderr)

@@ -1,5 +1,6 @@
-"""Benches never rot: every bench/*.py runs end to end in its seconds-long
-`--smoke` mode and ends with its one line of JSON, holding its figures.
+"""Benches never rot: every bench script (bench/*.py, and bench/*.sh run by
+bash) runs end to end in its seconds-long `--smoke` mode and ends with its
+one line of JSON, holding its figures.
 
 The benches come from a glob, so a new one is run too; its keys must be
 added to EXPECTED_KEYS (a bench missing there fails). A bench whose package
@@ -22,6 +23,10 @@ from tests.conftest import REPO
 EXPECTED_KEYS = {
     'augment_throughput.py': {'ours_images_per_s', 'model_garden_images_per_s',
                               'ratio'},
+    # Its CPU parts: without a GPU the GPU figures are null.
+    'device_check.sh': {'gpus', 'cpu_steps_per_s', 'cpu_device',
+                        'cpu_latency_ms', 'cpu_latency_device', 'wall_s',
+                        'failed'},
     'executor_overhead.py': {'local_overhead_s', 'local_overhead_share',
                              'ray_overhead_s', 'ray_overhead_share'},
     'nasbench201.py': {'median_queries', 'default_algorithm',
@@ -32,8 +37,8 @@ EXPECTED_KEYS = {
                           'ratio', 'fixed_cost_share'},
 }
 # Every script; modules the scripts share start with an underscore.
-BENCHES = sorted(os.path.basename(p)
-                 for p in glob.glob(os.path.join(REPO, 'bench', '[!_]*.py')))
+BENCHES = sorted(os.path.basename(p) for pattern in ('[!_]*.py', '[!_]*.sh')
+                 for p in glob.glob(os.path.join(REPO, 'bench', pattern)))
 TIMEOUT_S = 300  # Each; about 45 s for the slowest on two cores.
 
 
@@ -47,10 +52,12 @@ def test_smoke_mode_runs_and_ends_with_json(bench):
       f'bench/{bench} is new: add the keys of its last JSON line to '
       'EXPECTED_KEYS in tests/e2e/test_bench_smoke.py')
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=os.pathsep.join(
-      p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
+      p for p in (REPO, os.environ.get('PYTHONPATH')) if p),
+             PYTHON=sys.executable)  # The interpreter a .sh bench runs.
+  runner = 'bash' if bench.endswith('.sh') else sys.executable
   started = time.time()
   result = subprocess.run(
-      [sys.executable, os.path.join('bench', bench), '--smoke'], cwd=REPO,
+      [runner, os.path.join('bench', bench), '--smoke'], cwd=REPO,
       env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
   took = time.time() - started
   assert result.returncode == 0, (

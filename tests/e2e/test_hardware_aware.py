@@ -53,6 +53,8 @@ def test_latency_and_memory_targets_measure_and_scale_the_reward(tmp_path):
   assert m['latency_ms'] > 0.001 and m['latency_p90_ms'] >= m['latency_ms']
   # The CV is reported; 2 cores shared with other work make the tail long.
   assert 0 <= m['latency_cv'] < 2 and m['memory_mb'] > 0
+  # Trained and measured on this machine's CPU, each recorded on its own.
+  assert (m['device'], m['latency_device']) == ('CPU', 'CPU')
   # Hard MnasNet reward: latency over its target scales, memory under does not.
   assert t.reward == pytest.approx(
       m['top_1_accuracy'] * 0.001 / m['latency_ms'])

@@ -72,9 +72,9 @@ def test_four_trial_search_on_ray_survives_a_dead_worker(tmp_path):
 
 def test_ray_flags_need_the_ray_executor(tmp_path):
   from tests.conftest import cli  # pylint: disable=g-import-not-at-top
-  result = cli(*search_flags(str(tmp_path / 'job'), 1), '--gpus_per_trial=1')
+  result = cli(*search_flags(str(tmp_path / 'job'), 1), '--cpus_per_trial=2')
   assert result.returncode != 0
   assert result.stderr.strip().splitlines()[-1] == (
-      'nas-garden: error: --gpus_per_trial only with --executor=ray (without '
+      'nas-garden: error: --cpus_per_trial only with --executor=ray (without '
       '--ray_address it starts a local Ray instance on this machine)')
   assert not (tmp_path / 'job' / 'nas_garden.db').exists()

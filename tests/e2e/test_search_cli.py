@@ -37,6 +37,9 @@ def test_search_runs_trials_and_reports(search_job):
   listed = cli('--mode=list', f'--job_dir={job_dir}', check=True).stdout
   assert f'best trial: {best.id}' in listed
   assert 'trials: 3 completed' in listed
+  header, *rows = listed.splitlines()[:4]
+  assert header.split()[6] == 'device'
+  assert [row.split()[6] for row in rows] == ['CPU'] * 3  # Where each trained.
 
 
 def test_rerun_of_finished_search_adds_nothing(search_job):

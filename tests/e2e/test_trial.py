@@ -7,12 +7,7 @@ import os
 import pytest
 import yaml
 
-from tests.conftest import FIXTURES, TINY_OVERRIDE, cli
-
-
-def mnasnet_sample(index=0):
-  with open(os.path.join(FIXTURES, 'mnasnet.json')) as f:
-    return json.load(f)['nas_params_str_samples'][index]
+from tests.conftest import FIXTURES, TINY_OVERRIDE, cli, mnasnet_sample
 
 
 def test_trial_trains_reports_and_writes_artifacts(tmp_path):

@@ -57,3 +57,39 @@ def test_user_spaces_fall_back_to_their_family_and_tpu_training_needs_a_file():
 def test_num_gpus_follows_what_the_process_sees(accelerator, visible,
                                                 expected):
   assert devices.num_gpus(accelerator, visible) == expected
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('0,1', ['0', '1']), (' 2, 3 ', ['2', '3']), ('1,-1,2', ['1']),
+    ('-1', []), ('', []), ('GPU-8a3b,GPU-77f0', ['GPU-8a3b', 'GPU-77f0'])])
+def test_cuda_visible_devices_names_the_machines_gpus(value, expected):
+  assert devices.machine_gpus({'CUDA_VISIBLE_DEVICES': value,
+                               'PATH': ''}) == expected
+
+
+def _fake_nvidia_smi(bin_dir, script):
+  path = bin_dir / 'nvidia-smi'
+  path.write_text('#!/bin/sh\n' + script)
+  path.chmod(0o755)
+
+
+@pytest.mark.parametrize('script, expected', [
+    ('[ "$1" = --query-gpu=index ] && printf "0\\n1\\n2\\n3\\n"',
+     ['0', '1', '2', '3']),
+    ('echo "NVIDIA-SMI has failed: no driver"; exit 9', []),
+])
+def test_without_cuda_visible_devices_nvidia_smi_lists_them(tmp_path, script,
+                                                             expected):
+  _fake_nvidia_smi(tmp_path, script)
+  assert devices.machine_gpus({'PATH': str(tmp_path)}) == expected
+
+
+def test_no_nvidia_smi_means_no_gpu(tmp_path):
+  assert devices.machine_gpus({'PATH': str(tmp_path)}) == []
+
+
+@pytest.mark.parametrize('names, expected', [
+    ([], 'CPU'), (['NVIDIA H200'], 'GPU:0 NVIDIA H200'),
+    (['NVIDIA H200'] * 2, 'GPU:0 NVIDIA H200 x2')])
+def test_device_label(names, expected):
+  assert devices.device_label(names) == expected

@@ -6,6 +6,7 @@ runs it; one RetinaNet model is exported with its NMS.
 
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from trainer.training import latency
 from trainer.training import trial
 
 METRIC_KEYS = {'latency_ms', 'latency_p90_ms', 'latency_mean_ms', 'latency_cv',
-               'timed_runs', 'memory_mb', 'device', 'threads'}
+               'timed_runs', 'memory_mb', 'latency_device', 'threads'}
 # Loose on purpose: the ~1 ms model's CV is ~0.1 on an idle host, but on a
 # shared 2-core host with 2-3x more runnable threads than cores some runs lose
 # a whole scheduler slice (3-8 ms), which lifts it to 0.7-1.1.
@@ -137,7 +138,44 @@ def test_measure_reports_latency_spread_and_memory(classification):
   assert 0 < metrics['latency_cv'] < MAX_CV
   assert metrics['memory_mb'] > 0
   gpus = tf.config.list_physical_devices('GPU')
-  assert (metrics['device'] == 'CPU') == (not gpus)
+  assert metrics['latency_device'].startswith('GPU:0 ' if gpus else 'CPU')
+
+
+class _StandInGpuMemory:
+  def used_bytes(self):
+    return 0
+
+
+@pytest.mark.parametrize('gpus, label', [
+    ([], 'CPU'), (['gpu0', 'gpu1'], 'GPU:0 NVIDIA H200')])
+def test_the_worker_measures_on_the_first_gpu_it_sees(monkeypatch, gpus,
+                                                      label):
+  """Stand-in device lists: with GPUs the label and memory probe are the
+  first GPU's, without them the CPU's."""
+  monkeypatch.setattr(latency.tf.config, 'list_physical_devices',
+                      lambda kind: gpus if kind == 'GPU' else ['cpu'])
+  monkeypatch.setattr(latency.tf.config.experimental, 'get_device_details',
+                      lambda gpu: {'device_name': 'NVIDIA H200'})
+  monkeypatch.setattr(latency, '_GpuMemory', _StandInGpuMemory)
+  device, memory = latency._device_and_memory()
+  assert device == label
+  assert isinstance(memory, _StandInGpuMemory if gpus else latency._CpuMemory)
+
+
+def test_the_worker_inherits_the_trials_gpus(monkeypatch, tmp_path):
+  """The measuring process gets the trial process's CUDA_VISIBLE_DEVICES
+  (the GPUs its executor gave it)."""
+  started = {}
+
+  def stand_in_run(command, env, **unused_kwargs):
+    started.update(command=command, env=env)
+    return subprocess.CompletedProcess(command, 0, '{"latency_ms": 1.0}\n', '')
+
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2,3')
+  monkeypatch.setattr(latency.subprocess, 'run', stand_in_run)
+  assert latency.measure_in_subprocess(str(tmp_path)) == {'latency_ms': 1.0}
+  assert started['command'][1:3] == ['-m', 'trainer.training.latency']
+  assert started['env']['CUDA_VISIBLE_DEVICES'] == '2,3'
 
 
 def test_export_and_measure_measures_in_a_fresh_pinned_process(classification):
@@ -149,6 +187,9 @@ def test_export_and_measure_measures_in_a_fresh_pinned_process(classification):
   assert 0 < metrics['latency_cv'] < MAX_CV
   assert metrics['memory_mb'] > 0
   assert metrics['latency_measure_s'] > 0
+  # The fresh process sees this one's devices.
+  assert metrics['latency_device'].startswith(
+      'GPU:0 ' if tf.config.list_physical_devices('GPU') else 'CPU')
 
 
 def test_missing_model_or_checkpoint_is_a_one_line_error(tmp_path,

@@ -21,6 +21,7 @@ from tensorboard.util import tensor_util
 import search_spaces
 from tests.conftest import FIXTURES
 from trainer import report
+from trainer.controller import leaderboard
 from trainer.controller import store as store_lib
 
 SEARCH_IDENTITY = {
@@ -42,6 +43,8 @@ COMPLETED = {1: (0.80, 0.0020, 4.0), 2: (0.85, 0.0030, 8.0),
 FLOPS_FRONT = {1, 2, 6}    # Trial 3 costs more than 1 and is less accurate.
 LATENCY_FRONT = {1, 3, 6}  # Trial 6 is faster and more accurate than 2.
 FAILED, INFEASIBLE, BEST = 4, 5, 2
+# Where search trials trained: this one on two GPUs, the others on the CPU.
+GPU_TRIAL, GPU_DEVICE = 6, 'GPU:0 NVIDIA H200 x2'
 # Train trials: id -> (search trial retrained, full accuracy).
 RETRAINED = {1: (2, 0.93), 2: (1, 0.91)}
 
@@ -63,6 +66,7 @@ def trial_metrics(accuracy, flops, latency=None):
       'top_1_accuracy': accuracy, 'validation_loss': 1.0 - accuracy,
       'multi_add_flops_billion': flops,
       'params': int(flops * 4e7), 'train_steps': 40, 'steady_steps_per_s': 9.5,
+      'device': 'CPU', 'replicas': 1,
       'setup_s': 4.0, 'train_and_eval_s': 18.0, 'total_s': 22.5,
       'evaluations': [
           {'top_1_accuracy': accuracy - 0.1, 'validation_loss': 1.2, 'step': 20},
@@ -88,8 +92,10 @@ def make_search(job_dir):
     store.add_trial('search', params[trial_id - 1])
     if trial_id in COMPLETED:
       accuracy, flops, latency = COMPLETED[trial_id]
-      store.complete_trial('search', trial_id,
-                           trial_metrics(accuracy, flops, latency),
+      metrics = trial_metrics(accuracy, flops, latency)
+      if trial_id == GPU_TRIAL:
+        metrics.update(device=GPU_DEVICE, replicas=2)
+      store.complete_trial('search', trial_id, metrics,
                            search_reward(accuracy, flops))
     elif trial_id == FAILED:
       store.fail_trial('search', trial_id, 'ResourceExhaustedError: OOM when '
@@ -190,6 +196,28 @@ def test_report_shows_trials_best_and_pareto_fronts(job_dir):
   assert 'Kendall τ needs at least 3' in text
   # The best MnasNet drawn: the stem and seven block groups.
   assert text.count('<rect class="block ') == 8
+
+
+def test_leaderboard_and_report_show_where_each_trial_trained(job_dir):
+  store = store_lib.Store.open(job_dir, read_only=True)
+  table = leaderboard.table(store.trials('search'), lambda p: 'arch',
+                            'top_1_accuracy').splitlines()
+  assert table[0].split()[6:] == ['device', 'architecture']
+  rows = {int(line.split()[1]): line for line in table[1:-1]}
+  assert set(rows) == set(COMPLETED)
+  assert f'  {GPU_DEVICE} (2 replicas)  arch' in rows[GPU_TRIAL]
+  assert all(' CPU ' in rows[i] for i in set(COMPLETED) - {GPU_TRIAL})
+
+  text = read(report.write_report(job_dir))
+  cells = {int(row): re.findall(r'<td data-value="([^"]*)"', cells)
+           for row, cells in re.findall(
+               r'<tr id="search-trial-(\d+)"[^>]*>(.*?)</tr>', text)}
+  headers = re.findall(r'<th [^>]*>([^<]*)</th>', text.split(
+      'id="search-trials"')[1].split('</thead>')[0])
+  device = headers.index('device')
+  assert cells[GPU_TRIAL][device] == f'{GPU_DEVICE} (2 replicas)'
+  assert cells[BEST][device] == 'CPU'
+  assert cells[FAILED][device] == ''  # No metrics: nowhere to show.
 
 
 def test_report_ranks_proxy_against_full_training(job_dir):

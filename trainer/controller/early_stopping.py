@@ -13,6 +13,7 @@ import statistics
 from typing import Any, Callable, Dict, List, Optional
 
 from trainer import artifacts
+from trainer import fileio
 from trainer import outcome
 from trainer.controller import store as store_lib
 
@@ -28,11 +29,9 @@ def evaluation_at(evaluations: List[Dict[str, Any]],
 def read_evaluations(trial_dir: str) -> List[Dict[str, Any]]:
   """The evaluations a running trial has written so far (whole lines only)."""
   path = os.path.join(trial_dir, artifacts.EVALUATIONS_FILE)
-  try:
-    with open(path) as f:
-      lines = f.read().split('\n')
-  except FileNotFoundError:
+  if not fileio.exists(path):
     return []
+  lines = fileio.read_text(path).split('\n')
   return [json.loads(line) for line in lines[:-1] if line]
 
 

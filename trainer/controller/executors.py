@@ -6,6 +6,10 @@ trial's resources are and hands back a handle whose `poll()` gives its
 outcome.Outcome once it has ended. A trial process dies with its parent (Linux
 parent-death signal), so a killed controller or Ray worker never leaves an
 orphan writing into a trial dir that a re-run is about to redo.
+
+On a machine with GPUs each trial process sees only its own
+(CUDA_VISIBLE_DEVICES): the local executor hands them out (`GpuSlots`), a Ray
+trial gets exactly those Ray assigned its task.
 """
 
 import ctypes
@@ -15,10 +19,13 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from trainer import artifacts
+from trainer import fileio
 from trainer import outcome
+from trainer.controller import store as store_lib
+from trainer.training import devices
 
 _PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
@@ -34,21 +41,51 @@ def _die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def start_process(python_args: List[str], trial_dir: str):
+class TrialLog:
+  """A trial process's output, kept as trial.log in its trial dir. For a URL
+  trial dir (<job_dir>/<stage dir>/<id>) it is written in the job's local
+  store dir and copied there when the trial ends (object stores cannot
+  append)."""
+
+  def __init__(self, trial_dir: str):
+    self._path = os.path.join(trial_dir, artifacts.LOG_FILE)
+    if fileio.is_url(trial_dir):
+      job_dir, stage_dir, trial_id = trial_dir.rstrip('/').rsplit('/', 2)
+      logs = os.path.join(store_lib.location(job_dir), 'logs')
+      os.makedirs(logs, exist_ok=True)
+      self._local = os.path.join(logs, f'{stage_dir}-{trial_id}.log')
+    else:
+      self._local = self._path
+    self.file = open(self._local, 'w')  # pylint: disable=consider-using-with
+
+  def close(self) -> None:
+    if self.file.closed:
+      return
+    self.file.close()
+    if self._local != self._path:
+      fileio.copy(self._local, self._path)
+      os.remove(self._local)
+
+
+def start_process(python_args: List[str], trial_dir: str,
+                  visible_gpus: Optional[Sequence[str]] = None):
   """Starts `python <python_args>` logging to the trial dir's trial.log, after
-  removing what an earlier attempt left; returns (process, log file)."""
-  os.makedirs(trial_dir, exist_ok=True)
+  removing what an earlier attempt left; returns (process, TrialLog). With
+  `visible_gpus` the process sees only those GPUs (none if empty); without,
+  it inherits this process's CUDA_VISIBLE_DEVICES."""
+  fileio.makedirs(trial_dir)
   for stale in (artifacts.METRICS_FILE, artifacts.ERROR_FILE,
                 artifacts.EVALUATIONS_FILE):
-    if os.path.exists(os.path.join(trial_dir, stale)):
-      os.remove(os.path.join(trial_dir, stale))
+    fileio.remove(os.path.join(trial_dir, stale))
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(
       p for p in (artifacts.SOURCE_ROOT, env.get('PYTHONPATH')) if p)
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   env['PYTHONUNBUFFERED'] = '1'  # trial.log streams as the trial runs.
-  log = open(os.path.join(trial_dir, artifacts.LOG_FILE), 'w')
-  process = subprocess.Popen([sys.executable, *python_args], stdout=log,
+  if visible_gpus is not None:
+    env[devices.CUDA_VISIBLE_DEVICES] = ','.join(visible_gpus)
+  log = TrialLog(trial_dir)
+  process = subprocess.Popen([sys.executable, *python_args], stdout=log.file,
                              stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, env=env,
                              preexec_fn=_die_with_parent)
@@ -67,19 +104,116 @@ class _Deadline:
     return outcome.timed_out(self.timeout_s)
 
 
-class RunningTrial:
-  """A local trial process in flight."""
+class GpuSlots:
+  """The machine's GPUs shared between local trials, as NNI's
+  maxTrialNumberPerGpu and Ray's num_gpus share them: each trial holds
+  `gpus_per_trial` whole GPUs of its own (1, 2, ...), or a share of one GPU
+  (0.5: two trials on each GPU, their memory growing as each needs), from
+  its start to its end. 0: trials see no GPU.
+  """
 
-  def __init__(self, process: subprocess.Popen, trial_dir: str, log,
-               timeout_s: Optional[float]):
-    self._process, self._trial_dir, self._log = process, trial_dir, log
-    self._deadline = _Deadline(timeout_s)
+  def __init__(self, gpus: Sequence[str], gpus_per_trial: float):
+    if gpus_per_trial < 0 or (gpus_per_trial >= 1 and
+                              gpus_per_trial != int(gpus_per_trial)):
+      raise ValueError(f'--gpus_per_trial={gpus_per_trial:g}: give a whole '
+                       'number of GPUs, a share 1/k of one (0.5, 0.25, ...), '
+                       'or 0')
+    if 0 < gpus_per_trial < 1 and not math.isclose(
+        1 / gpus_per_trial, round(1 / gpus_per_trial)):
+      raise ValueError(f'--gpus_per_trial={gpus_per_trial:g}: a share of a '
+                       'GPU must be 1/k (0.5, 0.25, ...), so that k trials '
+                       'fill it')
+    if gpus_per_trial > len(gpus):
+      raise ValueError(f'--gpus_per_trial={gpus_per_trial:g} but this machine '
+                       f'has {len(gpus)} GPUs ({",".join(gpus)})')
+    self.gpus = list(gpus)
+    self._gpus_each = math.ceil(gpus_per_trial)  # 0 or 1 for a share.
+    self._trials_per_gpu = (round(1 / gpus_per_trial) if 0 < gpus_per_trial < 1
+                            else 1)
+    self._trials_on: Dict[str, int] = {gpu: 0 for gpu in self.gpus}
+
+  @property
+  def trials_at_once(self) -> Optional[int]:
+    """How many trials can hold GPUs at once; None: no limit (trials that
+    use no GPU)."""
+    if not self._gpus_each:
+      return None
+    return len(self.gpus) // self._gpus_each * self._trials_per_gpu
+
+  def take(self) -> Optional[List[str]]:
+    """GPUs for a trial starting now, the least shared first; None while
+    too few have room."""
+    free = sorted((gpu for gpu in self.gpus
+                   if self._trials_on[gpu] < self._trials_per_gpu),
+                  key=lambda gpu: self._trials_on[gpu])
+    if len(free) < self._gpus_each:
+      return None
+    taken = free[:self._gpus_each]
+    for gpu in taken:
+      self._trials_on[gpu] += 1
+    return taken
+
+  def give_back(self, gpus: Sequence[str]) -> None:
+    for gpu in gpus:
+      self._trials_on[gpu] -= 1
+
+
+def local_gpu_slots(gpus_per_trial: Optional[float],
+                    gpus: Optional[Sequence[str]] = None
+                    ) -> Optional[GpuSlots]:
+  """The GPU slots of local trials on a machine with `gpus` (default this
+  machine's, `devices.machine_gpus`), or None where trials keep the
+  CUDA_VISIBLE_DEVICES they inherit (no GPUs: a user's setting is left
+  alone). `gpus_per_trial` None: 1 where GPUs exist."""
+  gpus = devices.machine_gpus() if gpus is None else gpus
+  if not gpus:
+    if gpus_per_trial:
+      raise ValueError(f'--gpus_per_trial={gpus_per_trial:g} but this machine '
+                       'has no GPU (none in CUDA_VISIBLE_DEVICES, or no '
+                       'nvidia-smi)')
+    return None
+  return GpuSlots(gpus, 1 if gpus_per_trial is None else gpus_per_trial)
+
+
+class RunningTrial:
+  """A local trial: waiting for its GPUs while every slot is taken, then a
+  process in flight. Its timeout counts from the process's start."""
+
+  def __init__(self, python_args: List[str], trial_dir: str,
+               timeout_s: Optional[float],
+               gpu_slots: Optional[GpuSlots] = None):
+    self._args, self._trial_dir = python_args, trial_dir
+    self._timeout_s, self._gpu_slots = timeout_s, gpu_slots
+    self._process = self._log = self._deadline = None
+    self._gpus: Optional[List[str]] = None  # Held from start to end.
+    self._start_if_free()
 
   @property
   def trial_dir(self) -> str:
     return self._trial_dir
 
+  @property
+  def started(self) -> bool:
+    return self._process is not None
+
+  def _start_if_free(self) -> None:
+    if self._gpu_slots is not None:
+      self._gpus = self._gpu_slots.take()
+      if self._gpus is None:
+        return
+    self._process, self._log = start_process(self._args, self._trial_dir,
+                                             self._gpus)
+    self._deadline = _Deadline(self._timeout_s)
+
+  def _release_gpus(self) -> None:
+    if self._gpus is not None:
+      self._gpu_slots.give_back(self._gpus)
+      self._gpus = None
+
   def poll(self) -> Optional[outcome.Outcome]:
+    if not self.started:
+      self._start_if_free()
+      return None
     returncode = self._process.poll()
     if returncode is None:
       if not self._deadline.passed():
@@ -87,13 +221,16 @@ class RunningTrial:
       self.stop()
       return self._deadline.expired()
     self._log.close()
+    self._release_gpus()
     return outcome.read(self._trial_dir, returncode)
 
   def stop(self) -> None:
-    """Ends the trial process now (timeout, early stopping)."""
-    self._process.kill()
-    self._process.wait()
-    self._log.close()
+    """Ends the trial process now (timeout, early stopping), or its wait."""
+    if self.started:
+      self._process.kill()
+      self._process.wait()
+      self._log.close()
+    self._release_gpus()
 
   def wait(self) -> outcome.Outcome:
     while True:
@@ -104,31 +241,37 @@ class RunningTrial:
 
 
 class LocalExecutor:
-  """Starts each trial as a subprocess on this machine.
+  """Starts each trial as a subprocess on this machine, with its own GPUs
+  from `gpu_slots` (None: the CUDA_VISIBLE_DEVICES this process has); a
+  trial started while every slot is taken waits for one.
 
   Processes are started from the calling (main) thread and polled, never
   waited on from threads: `preexec_fn` is unsafe once threads exist.
   """
 
-  def __init__(self, timeout_s: float = 0):
+  def __init__(self, timeout_s: float = 0,
+               gpu_slots: Optional[GpuSlots] = None):
     self.timeout_s = timeout_s or None
+    self.gpu_slots = gpu_slots
 
   def start(self, python_args: List[str], trial_dir: str,
             on_rerun: Optional[Callable[[str], None]] = None) -> RunningTrial:
     """`on_rerun` is for executors that re-run a trial whose machine died;
     a local trial's death is its own failure."""
     del on_rerun
-    process, log = start_process(python_args, trial_dir)
-    return RunningTrial(process, trial_dir, log, self.timeout_s)
+    return RunningTrial(python_args, trial_dir, self.timeout_s, self.gpu_slots)
 
   def run(self, python_args: List[str], trial_dir: str) -> outcome.Outcome:
     """Runs one trial to its end."""
     return self.start(python_args, trial_dir).wait()
 
 
-def run_trial_process(python_args: List[str], trial_dir: str) -> outcome.Outcome:
-  """Runs a trial process to its end where this is called (a Ray worker)."""
-  process, log = start_process(python_args, trial_dir)
+def run_trial_process(python_args: List[str], trial_dir: str,
+                      visible_gpus: Optional[Sequence[str]] = None
+                      ) -> outcome.Outcome:
+  """Runs a trial process to its end where this is called (a Ray worker);
+  `visible_gpus` as in `start_process`."""
+  process, log = start_process(python_args, trial_dir, visible_gpus)
   try:
     returncode = process.wait()
   finally:
@@ -136,18 +279,28 @@ def run_trial_process(python_args: List[str], trial_dir: str) -> outcome.Outcome
   return outcome.read(trial_dir, returncode)
 
 
+def run_ray_task(python_args: List[str], trial_dir: str) -> outcome.Outcome:
+  """A Ray task's trial, on exactly the GPUs Ray assigned the task: none for
+  a task given no GPU (to which Ray leaves every GPU of its node)."""
+  import ray  # pylint: disable=g-import-not-at-top  (the ray extra)
+  assigned = ray.get_runtime_context().get_accelerator_ids().get('GPU', [])
+  return run_trial_process(python_args, trial_dir, assigned)
+
+
 class RayExecutor:
   """Runs each trial as a Ray task holding `cpus_per_trial` CPUs and
-  `gpus_per_trial` GPUs, on an existing cluster (`address`: 'auto' or
-  'ray://host:port') or, without an address, on a local Ray instance sized
-  for `max_parallel_trials` trials. The controller and its store stay here.
+  `gpus_per_trial` GPUs (None: 1 where the cluster has GPUs), on an
+  existing cluster (`address`: 'auto' or 'ray://host:port') or, without an
+  address, on a local Ray instance sized for `max_parallel_trials` trials.
+  The controller and its store stay here.
 
   Trial dirs are written by the workers: on a cluster the job dir must be on
   storage every node sees (a shared file system, or gs://).
   """
 
   def __init__(self, address: str = '', cpus_per_trial: float = 1,
-               gpus_per_trial: float = 0, max_parallel_trials: int = 1,
+               gpus_per_trial: Optional[float] = None,
+               max_parallel_trials: int = 1,
                timeout_s: float = 0):
     import ray  # pylint: disable=g-import-not-at-top  (the ray extra)
     self.ray = ray
@@ -161,7 +314,10 @@ class RayExecutor:
         ray.init(num_cpus=max(1, math.ceil(cpus_per_trial *
                                            max_parallel_trials)),
                  object_store_memory=100 * 2**20, **options)
-    self._task = ray.remote(run_trial_process).options(
+    if gpus_per_trial is None:
+      gpus_per_trial = 1 if ray.cluster_resources().get('GPU') else 0
+    self.gpus_per_trial = gpus_per_trial
+    self._task = ray.remote(run_ray_task).options(
         num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)
 
   def start(self, python_args: List[str], trial_dir: str,

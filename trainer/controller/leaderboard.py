@@ -25,6 +25,18 @@ def trial_line(trial: store_lib.Trial, quality_metric: str,
   return f'{text} | {summary}' if summary else text
 
 
+def device(trial: store_lib.Trial) -> str:
+  """Where the trial trained, as its metrics record it (`GPU:0 <name>`,
+  `CPU`), with its replica count when it trained data-parallel; '' before
+  it has metrics."""
+  m = trial.metrics or {}
+  text = m.get('device') or ''
+  replicas = m.get('replicas')
+  if text and isinstance(replicas, int) and replicas > 1:
+    text += f' ({replicas} replicas)'
+  return text
+
+
 def ranked(trials: List[store_lib.Trial]) -> List[store_lib.Trial]:
   """Trained, rewarded trials, best first (infeasible ones were not trained)."""
   return sorted((t for t in trials if t.reward is not None and
@@ -41,15 +53,19 @@ def table(trials: List[store_lib.Trial], summarize: Callable[[str], str],
           quality_metric: str, top: int = 10) -> str:
   """The best `top` trials by reward (accuracy: the stage's quality
   metric), then counts by status."""
+  shown = ranked(trials)[:top]
+  devices = {t.id: device(t) or '-' for t in shown}
+  width = max([len('device'), *map(len, devices.values())])
   lines = [f'{"rank":>4} {"trial":>5} {"reward":>8} {"accuracy":>8} '
-           f'{"MAdds(B)":>9} {"params":>9}  architecture']
-  for rank, t in enumerate(ranked(trials)[:top], 1):
+           f'{"MAdds(B)":>9} {"params":>9}  {"device":<{width}}  architecture']
+  for rank, t in enumerate(shown, 1):
     m = t.metrics or {}
     lines.append(
         f'{rank:>4} {t.id:>5} {t.reward:>8.4f} '
         f'{_fmt(m.get(quality_metric), ">8.4f")} '
         f'{_fmt(m.get(objective.FLOPS), ">9.4f")} '
-        f'{_fmt(m.get("params"), ">9d")}  {summarize(t.nas_params_str)}')
+        f'{_fmt(m.get("params"), ">9d")}  {devices[t.id]:<{width}}  '
+        f'{summarize(t.nas_params_str)}')
   counts = {}
   for t in trials:
     counts[t.status] = counts.get(t.status, 0) + 1

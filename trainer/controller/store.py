@@ -3,14 +3,24 @@
 Each change is one transaction (WAL journal, synchronous=FULL), so a process
 killed at any instant leaves the store as it was before or after the change,
 never between. Trial ids are contiguous per stage, starting at 1.
+
+SQLite needs a local file system: a job dir given as a URL (gs://, file://)
+keeps its store in a local store dir (`--store_dir`, default under the
+user's cache dir, keyed by the URL) and a copy of it in the job dir, uploaded
+after every change and downloaded where no local store exists (another
+machine, a fresh store dir).
 """
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import sqlite3
 import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+
+from trainer import fileio
 
 # Trial statuses are the outcome module's; re-exported for the store's readers.
 from trainer.outcome import COMPLETED, FAILED, INFEASIBLE, RUNNING, STOPPED  # pylint: disable=unused-import
@@ -58,21 +68,59 @@ class Trial(NamedTuple):
   finished_at: Optional[float]
 
 
+# Store dirs given with --store_dir, by job dir URL.
+_STORE_DIRS: Dict[str, str] = {}
+
+
+def use_store_dir(job_dir: str, store_dir: str) -> None:
+  """Keeps the store of the URL job dir `job_dir` in the local `store_dir`."""
+  if not fileio.is_url(job_dir):
+    raise StoreError(f'--store_dir is for URL job dirs; the store of '
+                     f'{job_dir} is in it')
+  _STORE_DIRS[job_dir] = os.path.abspath(store_dir)
+
+
+def location(job_dir: str) -> str:
+  """The local folder of a job's store: the job dir itself, or for a URL
+  its store dir."""
+  if not fileio.is_url(job_dir):
+    return job_dir
+  if job_dir in _STORE_DIRS:
+    return _STORE_DIRS[job_dir]
+  cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  name = re.sub(r'[^A-Za-z0-9._-]+', '_', job_dir)[-60:].strip('_')
+  digest = hashlib.sha256(job_dir.encode()).hexdigest()[:12]
+  return os.path.join(cache, 'nas-garden', 'stores', f'{name}-{digest}')
+
+
 def store_path(job_dir: str) -> str:
-  return os.path.join(job_dir, STORE_FILE)
+  """The local store file of a job."""
+  return os.path.join(location(job_dir), STORE_FILE)
+
+
+def exists(job_dir: str) -> bool:
+  """Whether the job has a store: locally, or uploaded to its URL."""
+  return os.path.exists(store_path(job_dir)) or (
+      fileio.is_url(job_dir) and
+      fileio.exists(os.path.join(job_dir, STORE_FILE)))
 
 
 def make_job_dir(job_dir: str) -> None:
   try:
-    os.makedirs(job_dir, exist_ok=True)
+    fileio.makedirs(job_dir)
+    os.makedirs(location(job_dir), exist_ok=True)
   except OSError as e:
     raise StoreError(f'cannot create job dir {job_dir}: {e.strerror}') from e
+  except Exception as e:  # pylint: disable=broad-except  (tf.errors on URLs)
+    raise StoreError(f'cannot create job dir {job_dir}: '
+                     f'{" ".join(str(e).split())}') from e
 
 
 def check_writable(job_dir: str) -> None:
   """A job dir, or the nearest existing folder above a new one, must be
-  writable (a read-only mount fails this even for root)."""
-  existing = job_dir
+  writable (a read-only mount fails this even for root). A URL's store dir
+  is checked; the URL itself is tried when first written."""
+  existing = location(job_dir)
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
@@ -87,8 +135,9 @@ def check_writable(job_dir: str) -> None:
 class Store:
   """A job's trials. Open with `Store.open(job_dir, create=...)`."""
 
-  def __init__(self, connection: sqlite3.Connection):
-    self._db = connection
+  def __init__(self, connection: sqlite3.Connection,
+               upload_to: Optional[str] = None):
+    self._db, self._upload_to = connection, upload_to
 
   @classmethod
   def open(cls, job_dir: str, create: bool = False,
@@ -99,6 +148,11 @@ class Store:
     can use (not a newer schema, not another file).
     """
     path = store_path(job_dir)
+    uploaded = (os.path.join(job_dir, STORE_FILE) if fileio.is_url(job_dir)
+                else None)
+    if uploaded and not os.path.exists(path) and fileio.exists(uploaded):
+      os.makedirs(location(job_dir), exist_ok=True)
+      fileio.copy(uploaded, path)
     if not os.path.exists(path):
       if not create:
         raise StoreError(f'no nas-garden job in {job_dir} (missing {STORE_FILE})')
@@ -108,7 +162,7 @@ class Store:
     try:
       db = sqlite3.connect(f'file:{path}?mode=ro' if read_only else path,
                            uri=read_only, isolation_level=None, timeout=30)
-      store = cls(db)
+      store = cls(db, None if read_only else uploaded)
       version = store._schema_version()
       if version is not None and version > SCHEMA_VERSION:
         db.close()
@@ -149,6 +203,22 @@ class Store:
       self._db.execute('ROLLBACK')
       raise
     self._db.execute('COMMIT')
+    if self._upload_to:
+      self._upload()
+
+  def _upload(self) -> None:
+    """Copies the store, as of now, to its URL job dir: a consistent
+    snapshot in rollback-journal mode, so a reader needs only that file."""
+    local = self._db.execute('PRAGMA database_list').fetchone()[2]
+    snapshot = f'{local}.upload'
+    copy = sqlite3.connect(snapshot)
+    try:
+      self._db.backup(copy)
+      copy.execute('PRAGMA journal_mode=DELETE')
+    finally:
+      copy.close()
+    fileio.copy(snapshot, self._upload_to)
+    os.remove(snapshot)
 
   def _meta_value(self, key: str) -> Optional[str]:
     row = self._db.execute('SELECT value FROM meta WHERE key=?', (key,)).fetchone()

@@ -24,6 +24,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, NamedTuple, Optional,
 import numpy as np
 import tensorflow as tf
 
+from trainer import fileio
 from trainer import outcome
 from trainer.datasets import data
 
@@ -167,10 +168,7 @@ def detection_example(encoded_jpeg: bytes, height: int, width: int,
 
 
 def _atomic_json(obj, path: str) -> str:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f)
-  os.replace(tmp, path)
+  fileio.write_text(path, json.dumps(obj))
   return path
 
 
@@ -236,12 +234,11 @@ def annotated_example(img: AnnotatedImage, encoded: bytes,
 
 
 def _load_json(annotation_file: str) -> Dict[str, Any]:
-  if not os.path.isfile(annotation_file):
+  if not fileio.isfile(annotation_file):
     raise FileNotFoundError(
         f'COCO annotation file not found: {annotation_file}')
   try:
-    with open(annotation_file, encoding='utf-8') as f:
-      dataset = json.load(f)
+    dataset = json.loads(fileio.read_bytes(annotation_file))
   except json.JSONDecodeError as e:
     raise ValueError(f'{annotation_file} is not valid JSON: {e.msg} '
                      f'(line {e.lineno}, column {e.colno})') from None
@@ -284,7 +281,7 @@ def _image_header(path: str) -> Tuple[int, int, str]:
   """Height, width and PIL format name, reading only the file header."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(fileio.read_bytes(path))) as im:
       width, height = im.size
       return height, width, im.format
   except Exception as e:  # pylint: disable=broad-except
@@ -294,8 +291,7 @@ def _image_header(path: str) -> Tuple[int, int, str]:
 def _encoded_image(path: str, pil_format: str) -> Tuple[bytes, str]:
   """The file's bytes (re-encoded as JPEG if tf.io.decode_image can't read it)
   and the `image/format` value."""
-  with open(path, 'rb') as f:
-    encoded = f.read()
+  encoded = fileio.read_bytes(path)
   if pil_format in _DECODABLE:
     return encoded, _DECODABLE[pil_format].decode()
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -348,7 +344,7 @@ def coco_to_tfrecords(annotation_file: str, image_dir: str, output_prefix: str,
       raise ValueError(f'{annotation_file}: duplicate image id {image_id}')
     seen.add(image_id)
     path = os.path.join(image_dir, file_name)
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
       raise FileNotFoundError(f'image {file_name!r} (id {image_id}) from '
                               f'{annotation_file} not found in {image_dir}')
     images.append((img, path))
@@ -440,7 +436,7 @@ def coco_to_tfrecords(annotation_file: str, image_dir: str, output_prefix: str,
 
   out_dir = os.path.dirname(output_prefix)
   if out_dir:
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
   paths = data.write_tfrecords(examples(), output_prefix, num_shards)
   _atomic_json({'num_classes': len(names) + 1,
                 'categories': [{'id': cat_map[c], 'coco_id': c, 'name': n}

@@ -14,6 +14,8 @@ from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
+from trainer import fileio
+
 DIGITS_CLASSES = 10
 
 
@@ -49,7 +51,7 @@ def write_tfrecords(examples: Iterable[tf.train.Example], path_prefix: str,
     for w in writers:
       w.close()
   for p in paths:
-    os.replace(p + '.tmp', p)
+    tf.io.gfile.rename(p + '.tmp', p, overwrite=True)
   return paths
 
 
@@ -69,15 +71,14 @@ def make_digits(out_dir: str, image_size: int = 32,
   done = os.path.join(out_dir, 'COMPLETE')
   train_glob = os.path.join(out_dir, 'train-*')
   eval_glob = os.path.join(out_dir, 'validation-*')
-  if os.path.exists(done):
-    with open(done) as f:
-      num_train, num_eval = (int(n) for n in f.read().split())
+  if fileio.exists(done):
+    num_train, num_eval = (int(n) for n in fileio.read_text(done).split())
     return DataPaths(train_glob, eval_glob, DIGITS_CLASSES, num_train, num_eval)
   images, labels = digits_images(image_size)
   order = np.random.default_rng(seed).permutation(len(labels))
   num_eval = int(round(len(labels) * validation_fraction))
   eval_idx, train_idx = order[:num_eval], order[num_eval:]
-  os.makedirs(out_dir, exist_ok=True)
+  fileio.makedirs(out_dir)
 
   def examples(indices):
     for i in indices:
@@ -86,8 +87,7 @@ def make_digits(out_dir: str, image_size: int = 32,
 
   write_tfrecords(examples(train_idx), os.path.join(out_dir, 'train'), 2)
   write_tfrecords(examples(eval_idx), os.path.join(out_dir, 'validation'), 1)
-  with open(done, 'w') as f:
-    f.write(f'{len(train_idx)} {len(eval_idx)}\n')
+  fileio.write_text(done, f'{len(train_idx)} {len(eval_idx)}\n')
   return DataPaths(train_glob, eval_glob, DIGITS_CLASSES, len(train_idx),
                    len(eval_idx))
 

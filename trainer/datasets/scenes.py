@@ -23,6 +23,7 @@ from typing import List, NamedTuple, Tuple
 import numpy as np
 import tensorflow as tf
 
+from trainer import fileio
 from trainer.datasets import coco
 from trainer.datasets import data
 
@@ -202,15 +203,14 @@ def make_scenes(out_dir: str, image_size: int = 64, num_train: int = 400,
                      os.path.join(out_dir, 'validation-*'),
                      os.path.join(out_dir, 'validation_annotations.json'),
                      NUM_CLASSES, num_train, num_eval)
-  if os.path.exists(done):
+  if fileio.exists(done):
     try:
-      with open(done) as f:
-        if json.load(f) == settings:
-          return result
+      if json.loads(fileio.read_text(done)) == settings:
+        return result
     except ValueError:
       pass
-    os.remove(done)
-  os.makedirs(out_dir, exist_ok=True)
+    fileio.remove(done)
+  fileio.makedirs(out_dir)
   eval_records: List[coco.AnnotatedImage] = []
 
   def examples(split, count):
@@ -228,7 +228,5 @@ def make_scenes(out_dir: str, image_size: int = 64, num_train: int = 400,
                        os.path.join(out_dir, 'validation'), 1)
   coco.write_coco_annotations(result.eval_annotation_file, eval_records,
                               CLASS_NAMES)
-  with open(done + '.tmp', 'w') as f:
-    json.dump(settings, f)
-  os.replace(done + '.tmp', done)
+  fileio.write_text(done, json.dumps(settings))
   return result

@@ -12,6 +12,7 @@ import configs
 import search_spaces
 from trainer import algorithms
 from trainer import artifacts
+from trainer import fileio
 from trainer import objective as objective_lib
 from trainer import outcome
 from trainer import spec as spec_lib
@@ -30,9 +31,13 @@ class UsageError(ValueError):
 
 
 def job_dir(args) -> str:
+  """--job_dir: an absolute path, or a URL whose store lives in --store_dir."""
   if not args.job_dir:
     raise UsageError('--job_dir is required')
-  return os.path.abspath(args.job_dir)
+  path = fileio.absolute(args.job_dir)
+  if args.store_dir:
+    store_lib.use_store_dir(path, args.store_dir)
+  return path
 
 
 def nas_params(args, flag: str = 'nas_params_str') -> str:
@@ -140,7 +145,7 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
               **(identity_extra or {})}
   executor = _executor(args)
   store = store_lib.Store.open(stage_dir, create=True)
-  with search.ControllerLock(stage_dir):
+  with search.ControllerLock(store_lib.location(stage_dir)):
     store.claim_identity(stage, identity)
 
     def rerun(t, reason):
@@ -201,14 +206,23 @@ def _search_settings(args, algorithm: str) -> Dict[str, Any]:
 def _executor(args):
   """The --executor, checked and started (Ray connects or starts here)."""
   if args.executor == 'local':
-    ray_only = [f'--{f}' for f in ('ray_address', 'cpus_per_trial',
-                                   'gpus_per_trial') if args.given(f)]
+    ray_only = [f'--{f}' for f in ('ray_address', 'cpus_per_trial')
+                if args.given(f)]
     if ray_only:
       raise UsageError(
           f'{", ".join(ray_only)} only with --executor=ray (without '
           '--ray_address it starts a local Ray instance on this machine)')
-    return executors.LocalExecutor(args.trial_timeout)
-  if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+    try:
+      gpu_slots = executors.local_gpu_slots(args.gpus_per_trial)
+    except ValueError as e:
+      raise UsageError(str(e)) from None
+    at_once = gpu_slots and gpu_slots.trials_at_once
+    if at_once and at_once < args.max_parallel_trials:
+      print(f'--max_parallel_trials={args.max_parallel_trials} but GPUs '
+            f'{",".join(gpu_slots.gpus)} hold {at_once} trials at once: the '
+            'others wait for a free GPU', flush=True)
+    return executors.LocalExecutor(args.trial_timeout, gpu_slots)
+  if args.cpus_per_trial <= 0 or (args.gpus_per_trial or 0) < 0:
     raise UsageError('--cpus_per_trial must be positive and --gpus_per_trial '
                      'not negative')
   try:

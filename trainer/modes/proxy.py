@@ -1,11 +1,10 @@
 """The proxy-task modes: flags in, proxy_tasks.tools out."""
 
-import os
-
 from proxy_tasks import candidates as candidates_lib
 from proxy_tasks import reference as reference_lib
 from proxy_tasks import tools
 from trainer import artifacts
+from trainer import fileio
 from trainer.controller import leaderboard
 from trainer.controller import store as store_lib
 from trainer.modes import common
@@ -42,7 +41,7 @@ def run_variance(args) -> None:
     space, params, identity = (args.search_space, common.nas_params(args), {})
   else:
     store = (store_lib.Store.open(job_dir, read_only=True)
-             if os.path.exists(store_lib.store_path(job_dir)) else None)
+             if store_lib.exists(job_dir) else None)
     identity = store and store.job_identity('search')
     best = store and leaderboard.best(store.trials('search'))
     if not identity or best is None:
@@ -60,15 +59,15 @@ def _reference(args, job_dir: str):
   """(reference models, their space, the identity of the stage that trained
   them or {}) from --proxy_reference: a file, or a job dir's model selection
   result, else its train stage."""
-  path = os.path.abspath(args.proxy_reference or job_dir)
-  if os.path.isfile(path):
+  path = fileio.absolute(args.proxy_reference or job_dir)
+  if fileio.isfile(path):
     return reference_lib.read_file(path), args.search_space, {}
-  if not os.path.exists(store_lib.store_path(path)):
+  if not store_lib.exists(path):
     raise UsageError(f'--proxy_reference: {path} is neither a reference file '
                      'nor a job dir')
   store = store_lib.Store.open(path, read_only=True)
   selection = os.path.join(path, tools.SELECTION_FILE)
-  if os.path.isfile(selection):
+  if fileio.isfile(selection):
     identity = store.job_identity(tools.SELECTION_STAGE) or {}
     models = reference_lib.read_file(selection)
   else:

@@ -9,6 +9,7 @@ import pyglove as pg
 import search_spaces
 from trainer import algorithms
 from trainer import artifacts
+from trainer import fileio
 from trainer.controller import leaderboard
 from trainer.controller import search
 from trainer.controller import store as store_lib
@@ -39,7 +40,7 @@ def _base_architecture(args, job_dir: str, trial_id: int):
                        '--base_nas_params_str')
     return (args.base_search_space,
             common.nas_params(args, 'base_nas_params_str'), {})
-  base_job_dir = os.path.abspath(args.base_job_dir or job_dir)
+  base_job_dir = fileio.absolute(args.base_job_dir or job_dir)
   store = store_lib.Store.open(base_job_dir, read_only=True)
   identity = store.job_identity('search')
   if identity is None:
@@ -84,8 +85,8 @@ def augment_stage(args, job_dir: str, base_trial_id: int, max_trials: int,
     # The base search's config, as it ran: a copy in this job dir, so the
     # stage's identity does not hang on the base job's files.
     config_file = os.path.join(job_dir, 'augment_search_base_config.yaml')
-    os.makedirs(job_dir, exist_ok=True)
-    artifacts.write_text(config_file, base['config'])
+    fileio.makedirs(job_dir)
+    fileio.write_text(config_file, base['config'])
     template = template.replace(config_file=config_file)
   algorithm = algorithm or ('grid' if space.startswith('randaugment')
                             else algorithms.DEFAULT_ALGORITHM)
@@ -106,7 +107,7 @@ def run_augment_search(args) -> None:
 def _chosen_search_trials(args, job_dir: str):
   """(search job dir, its search identity, the search trials to train):
   --retrain_search_job_trials, else the --top_k best."""
-  search_dir = os.path.abspath(args.retrain_search_job_dir or job_dir)
+  search_dir = fileio.absolute(args.retrain_search_job_dir or job_dir)
   store = store_lib.Store.open(search_dir, read_only=True)
   identity = store.job_identity('search')
   if identity is None:

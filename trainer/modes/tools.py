@@ -5,6 +5,7 @@ import os
 
 import search_spaces
 from trainer import artifacts
+from trainer import fileio
 from trainer.controller import leaderboard
 from trainer.controller import store as store_lib
 from trainer.modes import common
@@ -21,7 +22,7 @@ def export(args, job_dir: str) -> str:
     stage, trial_id = args.stage, args.trial_id
   else:
     stage, trial_id = export_lib.best_trial(job_dir)
-  export_dir = os.path.abspath(args.export_dir or
+  export_dir = fileio.absolute(args.export_dir or
                                os.path.join(job_dir, 'export'))
   summary = export_lib.export_trial(job_dir, stage, trial_id, export_dir)
   print(f'exported {stage} trial {trial_id} to {export_dir}: saved_model/, '

@@ -7,10 +7,10 @@ from the store each time, so they can be written while a search goes on.
 
 import json
 import os
-import shutil
 from typing import Any, List, Sequence
 
 import search_spaces
+from trainer import fileio
 from trainer.controller import store as store_lib
 from trainer.report.data import (FLOPS, LATENCY, MEMORY, StageView, is_number,
                                  read_job)
@@ -89,14 +89,13 @@ def write_hparams_summaries(job_dir: str) -> str:
   views = read_job(job_dir)
   root = os.path.join(job_dir, HPARAMS_DIR)
   staging = f'{root}.tmp.{os.getpid()}'
-  shutil.rmtree(staging, ignore_errors=True)
-  os.makedirs(staging)
+  fileio.remove(staging)
+  fileio.makedirs(staging)
   try:
     for view in views:
       _write_stage_hparams(os.path.join(staging, view.stage), view)
   except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
+    fileio.remove(staging)
     raise
-  shutil.rmtree(root, ignore_errors=True)
-  os.replace(staging, root)
+  fileio.replace_dir(staging, root)
   return root

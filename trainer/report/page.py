@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import search_spaces
 from proxy_tasks import kendall
 from trainer import artifacts
+from trainer import fileio
 from trainer import objective
 from trainer.controller import leaderboard
 from trainer.controller import store as store_lib
@@ -94,6 +95,9 @@ def _columns(view: StageView, summaries: Dict[int, str]) -> List[Column]:
     columns.append(_number_column('latency (ms)', _metric(LATENCY), '.2f'))
   if has(MEMORY):
     columns.append(_number_column('memory (MB)', _metric(MEMORY), '.1f'))
+  if any(leaderboard.device(t) for t in view.trials):
+    columns.append(Column('device', False, lambda t: (
+        esc(leaderboard.device(t)), leaderboard.device(t))))
   columns += [
       _number_column('time (s)', _duration, '.1f'),
       Column('policy' if view.stage == 'augment_search' else 'architecture',
@@ -294,10 +298,9 @@ def _proxy_vs_full(views: Dict[str, StageView]) -> str:
 
 def _augment_preview(job_dir: str) -> str:
   path = os.path.join(job_dir, AUGMENT_PREVIEW_FILE)
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     return ''
-  with open(path, 'rb') as f:
-    data = base64.b64encode(f.read()).decode('ascii')
+  data = base64.b64encode(fileio.read_bytes(path)).decode('ascii')
   return ('<h3>Augmentation preview</h3><img class="preview" alt="augmented '
           f'images" src="data:image/png;base64,{data}">')
 
@@ -430,7 +433,7 @@ def render(job_dir: str, views: Sequence[StageView]) -> str:
       f'<title>nas-garden report: {esc(os.path.basename(job_dir.rstrip("/")))}'
       f'</title><style>{STYLE}</style></head><body>'
       f'<header><h1>nas-garden report</h1><p class="meta">job dir '
-      f'<code id="job-dir">{esc(os.path.abspath(job_dir))}</code> · written '
+      f'<code id="job-dir">{esc(fileio.absolute(job_dir))}</code> · written '
       f'{esc(written)}</p><nav>{nav}</nav><div class="cards">{cards}</div>'
       f'</header>{sections}<script>{SCRIPT}</script></body></html>\n')
 
@@ -439,5 +442,5 @@ def write_report(job_dir: str) -> str:
   """Writes `<job_dir>/report.html` atomically; returns its path."""
   views = read_job(job_dir)
   path = os.path.join(job_dir, REPORT_FILE)
-  artifacts.write_text(path, render(job_dir, views))
+  fileio.write_text(path, render(job_dir, views))
   return path

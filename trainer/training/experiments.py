@@ -3,11 +3,12 @@
 Each experiment extends a stock Model Garden task config only by the tunable
 component configs (`OneOfConfig` subclasses), so the stock task code, Orbit
 trainer and evaluators (COCO AP, mIoU) run unchanged:
-  nas_image_classification, nas_retinanet, nas_semantic_segmentation.
+  nas_image_classification, nas_retinanet, nas_semantic_segmentation,
+also registered under the platform's names (image_classification_nas,
+retinanet_nas, semantic_segmentation_nas) with the platform's defaults.
 """
 
 import dataclasses
-import os
 import re
 from typing import Optional
 
@@ -19,7 +20,9 @@ from official.core import config_definitions as cfg
 from official.core import exp_factory
 from official.core import task_factory
 from official.modeling import hyperparams
+from official.modeling import optimization
 from official.vision.configs import backbones
+from official.vision.configs import common
 from official.vision.configs import decoders
 from official.vision.configs import image_classification
 from official.vision.configs import retinanet
@@ -33,7 +36,9 @@ from official.vision.tasks import image_classification as image_classification_t
 from official.vision.tasks import retinanet as retinanet_task
 from official.vision.tasks import semantic_segmentation as segmentation_task
 from augment import parsers
+from trainer import fileio
 from trainer import outcome
+from trainer import platform_flags
 from trainer.training.architectures import efficientnet_v2
 from trainer.training.architectures import mnasnet
 from trainer.training.architectures import nasfpn
@@ -212,29 +217,146 @@ def _read(params: cfg.DataConfig, decoder, parser,
   return reader.read(input_context=input_context)
 
 
-def _experiment(task: cfg.TaskConfig) -> cfg.ExperimentConfig:
+def _experiment(task: cfg.TaskConfig,
+                trainer: cfg.TrainerConfig) -> cfg.ExperimentConfig:
   return cfg.ExperimentConfig(
-      task=task, trainer=cfg.TrainerConfig(),
+      task=task, trainer=trainer,
       restrictions=['task.train_data.is_training != None',
                     'task.validation_data.is_training != None'])
 
 
+def _sgd_trainer(*, train_steps: int, steps_per_loop: int, interval: int,
+                 validation_steps: int, learning_rate: dict,
+                 warmup_steps: int) -> cfg.TrainerConfig:
+  """The platform's trainer defaults: SGD with momentum 0.9, a linear warmup
+  into `learning_rate` (a Model Garden learning-rate config), and summaries,
+  checkpoints and evaluations every `interval` steps."""
+  return cfg.TrainerConfig(
+      train_steps=train_steps, steps_per_loop=steps_per_loop,
+      summary_interval=interval, checkpoint_interval=interval,
+      validation_interval=interval, validation_steps=validation_steps,
+      optimizer_config=optimization.OptimizationConfig({
+          'optimizer': {'type': 'sgd', 'sgd': {'momentum': 0.9}},
+          'learning_rate': learning_rate,
+          'warmup': {'type': 'linear',
+                     'linear': {'warmup_steps': warmup_steps}},
+      }))
+
+
+# Each experiment's defaults are those of the platform experiment of the same
+# task (PLATFORM_EXPERIMENTS), so a Vertex AI NAS YAML that overrides a few
+# keys trains as it does there. Without input paths a trial trains on
+# built-in data, whose class count replaces num_classes.
+
+
 @exp_factory.register_config_factory('nas_image_classification')
 def nas_image_classification() -> cfg.ExperimentConfig:
-  """Image classification with a searched backbone."""
-  return _experiment(NasImageClassificationTask())
+  """Image classification with a searched backbone: ImageNet sizes, 10
+  epochs of batch 1024."""
+  return _experiment(
+      NasImageClassificationTask(
+          model=NasImageClassificationModel(
+              num_classes=1001, input_size=[224, 224, 3], dropout_rate=0.2,
+              backbone=Backbone(type='tunable_mnasnet',
+                                tunable_mnasnet=mnasnet.TunableMnasNet(
+                                    endpoints_num_filters=256)),
+              norm_activation=common.NormActivation(
+                  norm_momentum=0.99, norm_epsilon=0.001, use_sync_bn=True)),
+          losses=image_classification.Losses(label_smoothing=0.1),
+          train_data=image_classification.DataConfig(
+              is_training=True, global_batch_size=1024),
+          validation_data=image_classification.DataConfig(
+              is_training=False, global_batch_size=1024)),
+      _sgd_trainer(
+          train_steps=12218, steps_per_loop=1222, interval=1222,
+          validation_steps=30, warmup_steps=611,
+          learning_rate={'type': 'stepwise', 'stepwise': {
+              'boundaries': [3666, 6721, 9776],
+              'values': [0.064, 0.06208, 0.0602, 0.0584]}}))
 
 
 @exp_factory.register_config_factory('nas_retinanet')
 def nas_retinanet() -> cfg.ExperimentConfig:
-  """RetinaNet detection with a searched backbone or decoder."""
-  return _experiment(NasRetinaNetTask())
+  """RetinaNet detection with a searched backbone or decoder: COCO sizes at
+  512 px, a half-width SpineNet, 10 epochs of batch 64.
+
+  Images are float32, not Model Garden's bfloat16 (NaN losses on CPUs): the
+  platform's trainer sets the data type per device, as the hardware config
+  layers and --mixed_precision do here.
+  """
+  return _experiment(
+      NasRetinaNetTask(
+          model=NasRetinaNetModel(
+              num_classes=91, input_size=[512, 512, 3], min_level=3,
+              max_level=7,
+              backbone=Backbone(
+                  type='tunable_spinenet',
+                  tunable_spinenet=spinenet.TunableSpineNet(
+                      filter_size_scale=0.5, resample_alpha=0.25,
+                      endpoints_num_filters=64,
+                      init_stochastic_depth_rate=0.2)),
+              head=retinanet.RetinaNetHead(num_filters=64),
+              anchor=retinanet.Anchor(anchor_size=3.0),
+              norm_activation=common.NormActivation(
+                  activation='relu', norm_momentum=0.997, norm_epsilon=1e-4,
+                  use_sync_bn=True)),
+          losses=retinanet.Losses(l2_weight_decay=4e-5),
+          train_data=retinanet.DataConfig(
+              is_training=True, global_batch_size=64, dtype='float32',
+              parser=retinanet.Parser(aug_rand_hflip=True, aug_scale_min=0.5,
+                                      aug_scale_max=2.0)),
+          validation_data=retinanet.DataConfig(
+              is_training=False, global_batch_size=64, dtype='float32')),
+      _sgd_trainer(
+          train_steps=17330, steps_per_loop=1733, interval=1733,
+          validation_steps=116, warmup_steps=500,
+          learning_rate={'type': 'stepwise', 'stepwise': {
+              'boundaries': [13864], 'values': [0.08, 0.008]}}))
 
 
 @exp_factory.register_config_factory('nas_semantic_segmentation')
 def nas_semantic_segmentation() -> cfg.ExperimentConfig:
-  """Semantic segmentation with a searched backbone or decoder."""
-  return _experiment(NasSegmentationTask())
+  """Semantic segmentation with a searched backbone or decoder: PASCAL VOC
+  sizes at 640 px, 20k steps of batch 32.
+
+  The platform leaves the model's input size open ([None, None, 3]); here it
+  is the data's 640 px, which sizes the built-in data.
+  """
+  return _experiment(
+      NasSegmentationTask(
+          model=NasSegmentationModel(
+              num_classes=21, input_size=[640, 640, 3],
+              backbone=Backbone(
+                  type='tunable_spinenet',
+                  tunable_spinenet=spinenet.TunableSpineNet(
+                      init_stochastic_depth_rate=0.2)),
+              decoder=Decoder(type='aspp', aspp=decoders.ASPP(
+                  level=3, dilation_rates=[12, 24, 36])),
+              head=semantic_segmentation.SegmentationHead(
+                  level=3, num_convs=0, prediction_kernel_size=3),
+              norm_activation=common.NormActivation(
+                  activation='swish', norm_momentum=0.9997, norm_epsilon=1e-3,
+                  use_sync_bn=True)),
+          losses=semantic_segmentation.Losses(l2_weight_decay=1e-4,
+                                              top_k_percent_pixels=1.0),
+          train_data=semantic_segmentation.DataConfig(
+              output_size=[640, 640], is_training=True, global_batch_size=32,
+              aug_rand_hflip=True, aug_scale_min=0.5, aug_scale_max=2.0),
+          validation_data=semantic_segmentation.DataConfig(
+              output_size=[640, 640], is_training=False, global_batch_size=16,
+              resize_eval_groundtruth=False,
+              groundtruth_padded_size=[512, 512], drop_remainder=False)),
+      _sgd_trainer(
+          train_steps=20000, steps_per_loop=100, interval=500,
+          validation_steps=90, warmup_steps=500,
+          learning_rate={'type': 'cosine', 'cosine': {
+              'initial_learning_rate': 0.01, 'decay_steps': 20000}}))
+
+
+# The platform's experiment names, as aliases of ours.
+for _platform_name, _ours in platform_flags.PLATFORM_EXPERIMENTS.items():
+  exp_factory.register_config_factory(_platform_name)(
+      lambda ours=_ours: exp_factory.get_exp_config(ours))
 
 
 def load_experiment_config(experiment: str, config_file: str = '',
@@ -270,17 +392,16 @@ def load_experiment_config(experiment: str, config_file: str = '',
 def _config_files(config_file: str) -> list:
   """The files of a --config_file value in order: one path, or several
   comma-separated (a single file whose name holds a comma stays one)."""
-  if os.path.isfile(config_file):
+  if fileio.isfile(config_file):
     return [config_file]
   return [path.strip() for path in config_file.split(',') if path.strip()]
 
 
 def _apply_config_file(params: cfg.ExperimentConfig, config_file: str) -> None:
-  if not os.path.isfile(config_file):
+  if not fileio.isfile(config_file):
     raise ConfigError(f'config file not found: {config_file}')
   try:
-    with open(config_file) as f:
-      overrides = yaml.load(f, Loader=ConfigLoader)
+    overrides = yaml.load(fileio.read_text(config_file), Loader=ConfigLoader)
   except yaml.YAMLError as e:
     raise ConfigError(f'{config_file} is not valid YAML: '
                       f'{outcome.one_line(e)}') from e

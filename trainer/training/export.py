@@ -22,7 +22,6 @@ export is finished by running it again.
 import json
 import os
 import shlex
-import shutil
 from typing import Any, Dict, Tuple
 
 import pyglove as pg
@@ -34,6 +33,7 @@ from official.modeling import hyperparams
 from tensorflow.lite.python import schema_py_generated as schema_fb
 import search_spaces
 from trainer import artifacts
+from trainer import fileio
 from trainer import spec as spec_lib
 from trainer.training import experiments
 from trainer.training import latency
@@ -79,13 +79,13 @@ def export_trial(job_dir: str, stage: str, trial_id: int,
   trial, identity = _completed_trial(job_dir, stage, trial_id)
   trial_dir = artifacts.trial_dir(job_dir, stage, trial_id)
   trial_params = os.path.join(trial_dir, PARAMS_FILE)
-  if not os.path.isfile(trial_params):
+  if not fileio.isfile(trial_params):
     raise FileNotFoundError(f'trial dir {trial_dir} has no {PARAMS_FILE}')
   config = hyperparams.read_yaml_to_params_dict(trial_params).as_dict()
   checkpoint = _trained_checkpoint(trial_dir, config['trainer'])
 
-  os.makedirs(export_dir, exist_ok=True)
-  _remove(os.path.join(export_dir, EXPORT_FILE))
+  fileio.makedirs(export_dir)
+  fileio.remove(os.path.join(export_dir, EXPORT_FILE))
   # Model Garden tags tuples in YAML as Python objects, which yaml.safe_load
   # (how config files are read) refuses: the export holds a plain copy, and
   # the model and a retrain both read that one.
@@ -94,9 +94,9 @@ def export_trial(job_dir: str, stage: str, trial_id: int,
       identity['experiment'], os.path.join(export_dir, PARAMS_FILE))
   saved_model_dir = os.path.join(export_dir, latency.SAVED_MODEL_SUBDIR)
   staged = saved_model_dir + '.partial'
-  _remove(staged)
+  fileio.remove(staged)
   latency.export_serving_model(params, checkpoint, staged)
-  _replace_dir(staged, saved_model_dir)
+  fileio.replace_dir(staged, saved_model_dir)
   tflite = _convert_to_tflite(saved_model_dir,
                               os.path.join(export_dir, TFLITE_FILE))
   _write_decisions(export_dir, trial_dir, identity['search_space'],
@@ -115,7 +115,7 @@ def export_trial(job_dir: str, stage: str, trial_id: int,
   record = {
       'search_space': identity['search_space'],
       'experiment': identity['experiment'],
-      'job_dir': os.path.abspath(job_dir),
+      'job_dir': fileio.absolute(job_dir),
       'stage': stage,
       'trial_id': trial_id,
       'seed': retrain.seed,
@@ -125,7 +125,7 @@ def export_trial(job_dir: str, stage: str, trial_id: int,
       'trial_spec': retrain.to_dict(),
       'retrain_command': ('nas-garden --mode=trial --job_dir=NEW_JOB_DIR '
                           '--export_dir=' +
-                          shlex.quote(os.path.abspath(export_dir))),
+                          shlex.quote(fileio.absolute(export_dir))),
   }
   _write(export_dir, EXPORT_FILE, json.dumps(record, indent=1))
   return record
@@ -136,12 +136,12 @@ def retrain_spec(export_dir: str) -> spec_lib.TrialSpec:
   trial's space, decisions, experiment and seed, with the export's
   params.yaml (the trial's full config) as its config file."""
   record_path = os.path.join(export_dir, EXPORT_FILE)
-  if not os.path.isfile(record_path):
+  if not fileio.isfile(record_path):
     raise FileNotFoundError(f'{export_dir} holds no complete nas-garden '
                             f'export (no {EXPORT_FILE})')
   retrain = spec_lib.TrialSpec.from_dict(
-      json.loads(_read(record_path))['trial_spec'])
-  return retrain.replace(config_file=os.path.abspath(
+      json.loads(fileio.read_text(record_path))['trial_spec'])
+  return retrain.replace(config_file=fileio.absolute(
       os.path.join(export_dir, retrain.config_file)))
 
 
@@ -174,12 +174,12 @@ def _write_decisions(export_dir: str, trial_dir: str, search_space: str,
   _write(export_dir, artifacts.NAS_PARAMS_FILE, nas_params_str)
   _write(export_dir, DNA_FILE, pg.to_json_str(dna, json_indent=1))
   _write(export_dir, artifacts.ARCHITECTURE_FILE,
-         _read(os.path.join(trial_dir, artifacts.ARCHITECTURE_FILE)))
+         fileio.read_text(os.path.join(trial_dir, artifacts.ARCHITECTURE_FILE)))
   trial_policy = os.path.join(trial_dir, artifacts.POLICY_FILE)
-  if os.path.isfile(trial_policy):
-    _write(export_dir, artifacts.POLICY_FILE, _read(trial_policy))
+  if fileio.isfile(trial_policy):
+    _write(export_dir, artifacts.POLICY_FILE, fileio.read_text(trial_policy))
   else:
-    _remove(os.path.join(export_dir, artifacts.POLICY_FILE))
+    fileio.remove(os.path.join(export_dir, artifacts.POLICY_FILE))
 
 
 def _trained_checkpoint(trial_dir: str, trainer: Dict[str, Any]) -> str:
@@ -211,10 +211,10 @@ def _convert_to_tflite(saved_model_dir: str, path: str) -> Dict[str, Any]:
                                            tf.lite.OpsSet.SELECT_TF_OPS]
     model = converter.convert()
   except Exception as e:  # pylint: disable=broad-except  (any converter error)
-    _remove(path)
+    fileio.remove(path)
     reason = ' '.join(str(e).split())[:1000] or type(e).__name__
     return {'tflite': f'not converted: {reason}'}
-  artifacts.write_text(path, model)
+  fileio.write_text(path, model)
   flatbuffer = schema_fb.Model.GetRootAs(model)
   custom_ops = {flatbuffer.OperatorCodes(i).CustomCode() or b''
                 for i in range(flatbuffer.OperatorCodesLength())}
@@ -223,28 +223,5 @@ def _convert_to_tflite(saved_model_dir: str, path: str) -> Dict[str, Any]:
       if op.startswith(FLEX_PREFIX))}
 
 
-def _replace_dir(staged: str, path: str) -> None:
-  """Puts a fully written dir at `path`: an interrupted swap leaves the old
-  dir, the new one or none, never a partial one."""
-  retired = path + '.old'
-  _remove(retired)
-  if os.path.exists(path):
-    os.replace(path, retired)
-  os.replace(staged, path)
-  _remove(retired)
-
-
-def _remove(path: str) -> None:
-  if os.path.isdir(path):
-    shutil.rmtree(path)
-  elif os.path.exists(path):
-    os.remove(path)
-
-
-def _read(path: str) -> str:
-  with open(path) as f:
-    return f.read()
-
-
 def _write(export_dir: str, name: str, text: str) -> None:
-  artifacts.write_text(os.path.join(export_dir, name), text)
+  fileio.write_text(os.path.join(export_dir, name), text)

@@ -4,8 +4,13 @@ Vertex AI NAS exports a float32, batch-1 SavedModel of the trained model (with
 batched NMS for RetinaNet); a worker loads it, runs 20 warm-up and N timed
 inferences on a random image of the model's input size, and reports the
 latency and the device memory the model used. Here the worker is a fresh
-process on the machine that ran the trial: `python -m trainer.training.latency
---saved_model_dir=DIR` prints the figures of `measure` as one JSON line.
+process on the trial's own device, started once training is done: `python -m
+trainer.training.latency --saved_model_dir=DIR` prints the figures of
+`measure` as one JSON line. It inherits the trial's CUDA_VISIBLE_DEVICES (the
+GPUs the executor gave the trial), takes GPU memory only as it needs it (the
+trial process keeps what training allocated), runs on the first GPU it sees,
+else on the CPU, and records which as `latency_device` (`GPU:0 <name>` or
+`CPU`).
 
 Threads: the worker pins TensorFlow's intra- and inter-op pools to
 MEASURE_THREADS (1) threads, so the figure is each architecture's sequential
@@ -26,7 +31,7 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -37,7 +42,9 @@ from official.modeling import hyperparams
 from official.vision.configs import retinanet
 from official.vision.serving import export_saved_model_lib
 from trainer import artifacts
+from trainer import fileio
 from trainer import objective
+from trainer.training import devices
 
 MEASURE_THREADS = 1
 SAVED_MODEL_SUBDIR = 'saved_model'
@@ -124,7 +131,7 @@ def measure(saved_model_dir: str, warmup_runs: int = 20, timed_runs: int = 50,
       'latency_cv': float(times_ms.std() / times_ms.mean()),
       'timed_runs': timed_runs,
       objective.MEMORY: memory.used_bytes() / 2**20,
-      'device': device,
+      'latency_device': device,
       'threads': tf.config.threading.get_intra_op_parallelism_threads(),
   }
 
@@ -166,12 +173,18 @@ def _exported_input_size(saved_model_dir: str) -> Tuple[int, int]:
 
 
 def _device_and_memory() -> Tuple[str, Any]:
-  """The device the model runs on, and its memory probe started now."""
-  gpus = tf.config.list_physical_devices('GPU')
-  if not gpus:
-    return 'CPU', _CpuMemory()
-  details = tf.config.experimental.get_device_details(gpus[0])
-  return details.get('device_name', 'GPU'), _GpuMemory()
+  """The device the model runs on (TensorFlow places it on the first GPU
+  when there is one), labelled as trials label theirs, and its memory probe
+  started now."""
+  gpus = tf.config.list_physical_devices('GPU')[:1]
+  return gpu_label(gpus), (_GpuMemory() if gpus else _CpuMemory())
+
+
+def gpu_label(gpus: List[Any]) -> str:
+  """devices.device_label of TensorFlow's physical GPU devices."""
+  return devices.device_label([
+      tf.config.experimental.get_device_details(gpu).get('device_name', 'GPU')
+      for gpu in gpus])
 
 
 class _GpuMemory:
@@ -249,12 +262,14 @@ def measure_in_subprocess(saved_model_dir: str, warmup_runs: int = 20,
   """`measure` in a fresh `python -m trainer.training.latency` process, so training's
   memory and threads stay out of the figures.
 
-  On a GPU the worker allocates memory as it needs it; the caller must not
-  hold the whole GPU (TensorFlow's default) or the worker cannot run.
+  The worker sees the GPUs this process sees (its environment, with
+  CUDA_VISIBLE_DEVICES, is passed on) and allocates memory as it needs it;
+  the caller must not hold the whole GPU (TensorFlow's default) or the
+  worker cannot run.
   Raises RuntimeError with the worker's last stderr line when it fails.
   """
   command = [sys.executable, '-m', 'trainer.training.latency',
-             f'--saved_model_dir={os.path.abspath(saved_model_dir)}',
+             f'--saved_model_dir={fileio.absolute(saved_model_dir)}',
              f'--warmup_runs={warmup_runs}', f'--timed_runs={timed_runs}',
              f'--seed={seed}', f'--threads={threads}']
   env = dict(os.environ)

@@ -27,6 +27,7 @@ import configs
 import search_spaces
 from trainer.training import architectures
 from trainer import artifacts
+from trainer import fileio
 from trainer import objective
 from trainer import outcome
 from trainer import spec as spec_lib
@@ -72,6 +73,7 @@ class PreparedTrial(NamedTuple):
   params: cfg.ExperimentConfig
   seed: int
   policy_spec: Any = None  # The augmentation policy, in augmentation trials.
+  evaluation: str = ''  # When it evaluates (spec.Runtime.evaluation).
 
   @property
   def quality_metric(self) -> str:
@@ -121,10 +123,12 @@ def prepare(inputs: spec_lib.TrialSpec, data_dir: str = '') -> PreparedTrial:
   architectures.apply_architecture(params, spec)
   if policy_spec is not None:
     _apply_policy(params, family.name, policy_spec)
-  if inputs.config_stage == 'train':
+  if inputs.config_stage == 'train' or inputs.runtime.evaluation == 'best':
     params.trainer.best_checkpoint_export_subdir = BEST_CHECKPOINT_DIR
     params.trainer.best_checkpoint_eval_metric = family.eval_metric
     params.trainer.best_checkpoint_metric_comp = 'higher'
+  if inputs.runtime.evaluation == 'final':
+    params.trainer.validation_interval = params.trainer.train_steps
   _apply_runtime(params.runtime, inputs.runtime, accelerator, gpus)
   if inputs.init_checkpoint:
     params.task.init_checkpoint = inputs.init_checkpoint
@@ -133,7 +137,7 @@ def prepare(inputs: spec_lib.TrialSpec, data_dir: str = '') -> PreparedTrial:
         'decoder' else 'backbone')
   params.lock()
   return PreparedTrial(spec, nas_params_str, experiment, config_file, params,
-                       seed, policy_spec)
+                       seed, policy_spec, inputs.runtime.evaluation)
 
 
 def _apply_runtime(config: cfg.RuntimeConfig, runtime: spec_lib.Runtime,
@@ -302,8 +306,7 @@ class EvalRecorder:
     record['step'] = min(self._last_step, self._first_step +
                          self._interval * (len(self.records) + 1))
     self.records.append(record)
-    with open(self._path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    fileio.append_text(self._path, json.dumps(record) + '\n')
 
 
 class LoopTimer:
@@ -339,20 +342,21 @@ def run(prepared: PreparedTrial, trial_dir: str,
   """Trains and evaluates the prepared trial; writes and returns its metrics.
 
   Metrics are the last evaluation's, or in full training (best checkpoint
-  kept) the best evaluation's. With `measure_latency` the trained model is
+  kept, or evaluation 'best') the best evaluation's; with evaluation 'none'
+  the trial trains only. With `measure_latency` the trained model is
   exported as a batch-1 SavedModel and its latency and memory measured on
   this machine. `extra_metrics` (e.g. the search trial a retraining
   retrains) are recorded with the metrics.
   """
   started_at = started_at or time.time()
-  os.makedirs(trial_dir, exist_ok=True)
-  artifacts.write_text(os.path.join(trial_dir, artifacts.NAS_PARAMS_FILE),
-                      prepared.nas_params_str)
-  artifacts.write_text(os.path.join(trial_dir, artifacts.ARCHITECTURE_FILE),
-                      pg.to_json_str(prepared.spec, json_indent=1))
+  fileio.makedirs(trial_dir)
+  fileio.write_text(os.path.join(trial_dir, artifacts.NAS_PARAMS_FILE),
+                    prepared.nas_params_str)
+  fileio.write_text(os.path.join(trial_dir, artifacts.ARCHITECTURE_FILE),
+                    pg.to_json_str(prepared.spec, json_indent=1))
   if prepared.policy_spec is not None:
-    artifacts.write_text(os.path.join(trial_dir, artifacts.POLICY_FILE),
-                        pg.to_json_str(prepared.policy_spec, json_indent=1))
+    fileio.write_text(os.path.join(trial_dir, artifacts.POLICY_FILE),
+                      pg.to_json_str(prepared.policy_spec, json_indent=1))
   train_utils.serialize_config(prepared.params, trial_dir)
   params = prepared.params
   tf_keras.utils.set_random_seed(prepared.seed)
@@ -371,7 +375,8 @@ def run(prepared: PreparedTrial, trial_dir: str,
   setup_done = time.time()
   try:
     model, _ = train_lib.run_experiment(
-        distribution_strategy=strategy, task=task, mode='train_and_eval',
+        distribution_strategy=strategy, task=task,
+        mode='train' if prepared.evaluation == 'none' else 'train_and_eval',
         params=params, model_dir=trial_dir,
         train_actions=[train_loops], eval_actions=[evals],
         eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
@@ -381,11 +386,11 @@ def run(prepared: PreparedTrial, trial_dir: str,
                                         params.task.validation_data.input_path])
     raise ValueError(f'corrupt TFRecord data: {corrupt or e.message}') from e
   trained = time.time()
-  if not evals.records:
+  if not evals.records and prepared.evaluation != 'none':
     raise RuntimeError('the trial ran no evaluation; check trainer.train_steps '
                        'and trainer.validation_interval')
   flops = _count_flops(model, params.task.model.input_size)
-  reported = evals.records[-1]
+  reported = evals.records[-1] if evals.records else {'step': None}
   if params.trainer.best_checkpoint_export_subdir:
     reported = max(evals.records, key=lambda r: r[prepared.quality_metric])
   metrics = {k: v for k, v in reported.items() if k != 'step'}
@@ -416,12 +421,8 @@ def _device(runtime: cfg.RuntimeConfig) -> str:
   `CPU`."""
   if runtime.distribution_strategy == 'tpu':
     return 'TPU'
-  gpus = tf.config.list_physical_devices('GPU')[:runtime.num_gpus]
-  if not gpus:
-    return 'CPU'
-  name = tf.config.experimental.get_device_details(gpus[0]).get(
-      'device_name', 'GPU')
-  return f'GPU:0 {name}' + (f' x{len(gpus)}' if len(gpus) > 1 else '')
+  return latency.gpu_label(
+      tf.config.list_physical_devices('GPU')[:runtime.num_gpus])
 
 
 def best_checkpoint(trial_dir: str) -> Optional[str]:

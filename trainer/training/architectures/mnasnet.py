@@ -25,10 +25,15 @@ STEM_FILTERS = 32
 
 @dataclasses.dataclass
 class TunableMnasNet(hyperparams.Config):
-  """A searched MnasNet; `filter_size_scale` narrows it for cheap proxies."""
+  """A searched MnasNet; `filter_size_scale` narrows it for cheap proxies.
+
+  `features_only` is the platform's key for a backbone without the head conv
+  (detection), the same as `endpoints_num_filters: 0`.
+  """
   block_specs_json: str = ''
   endpoints_num_filters: int = 1280
   filter_size_scale: float = 1.0
+  features_only: bool = False
 
 
 def parse_spec(block_specs_json: str) -> search_spaces.MnasNetSpec:
@@ -123,7 +128,8 @@ def build_tunable_mnasnet(
   return MnasNet(
       block_specs_json=backbone_cfg.block_specs_json,
       input_specs=input_specs,
-      endpoints_num_filters=backbone_cfg.endpoints_num_filters,
+      endpoints_num_filters=(0 if backbone_cfg.features_only else
+                             backbone_cfg.endpoints_num_filters),
       filter_size_scale=backbone_cfg.filter_size_scale,
       **blocks.norm_activation_kwargs(norm_activation_config),
       kernel_regularizer=l2_regularizer)

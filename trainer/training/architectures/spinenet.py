@@ -7,7 +7,7 @@ trials train the stock networks with a searched topology.
 """
 
 import dataclasses
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 import pyglove as pg
 import tf_keras
@@ -28,7 +28,13 @@ MODEL_GARDEN_NUM_INIT_BLOCKS = 2
 
 @dataclasses.dataclass
 class TunableSpineNet(hyperparams.Config):
-  """A searched SpineNet; the scaling knobs are those of SpineNet-49..190."""
+  """A searched SpineNet; the scaling knobs are those of SpineNet-49..190.
+
+  `model_id` is the platform's key: as there, it must name a SpineNet of
+  Model Garden's table (49S, 49, 96, 143, 143L, 190), and the network's
+  widths and depth come from the explicit knobs, not from the table.
+  """
+  model_id: str = '49'
   block_specs_json: str = ''
   min_level: int = 3
   max_level: int = 7
@@ -41,7 +47,11 @@ class TunableSpineNet(hyperparams.Config):
 
 @dataclasses.dataclass
 class TunableSpineNetMbconv(hyperparams.Config):
-  """A searched mobile SpineNet; defaults are Model Garden's SpineNet-49 mobile."""
+  """A searched mobile SpineNet; defaults are Model Garden's SpineNet-49 mobile.
+
+  `model_id` as in TunableSpineNet, from the mobile table (49, 49S, 49XS).
+  """
+  model_id: str = '49'
   block_specs_json: str = ''
   min_level: int = 3
   max_level: int = 7
@@ -75,8 +85,13 @@ def spec_to_block_specs(
 
 
 def _block_specs(backbone_cfg: hyperparams.Config, backbone_type: str,
-                 block_fns: List[str]) -> List[spinenet.BlockSpec]:
-  """The config's block specs, checked against what the backbone can build."""
+                 block_fns: List[str],
+                 model_ids: Iterable[str]) -> List[spinenet.BlockSpec]:
+  """The config's block specs, checked against what the backbone can build
+  (and its model_id against the backbone's table, as the platform does)."""
+  if backbone_cfg.model_id not in model_ids:
+    raise ValueError(f'{backbone_type}.model_id {backbone_cfg.model_id!r} is '
+                     f'not a SpineNet; valid: {", ".join(model_ids)}')
   block_specs = spec_to_block_specs(blocks.load_spec(
       backbone_cfg.block_specs_json, search_spaces.SpineNetSpec, backbone_type))
   unknown = {b.block_fn for b in block_specs} - set(block_fns)
@@ -107,7 +122,8 @@ def build_tunable_spinenet(
       min_level=backbone_cfg.min_level,
       max_level=backbone_cfg.max_level,
       block_specs=_block_specs(backbone_cfg, 'tunable_spinenet',
-                               ['residual', 'bottleneck']),
+                               ['residual', 'bottleneck'],
+                               spinenet.SCALING_MAP),
       endpoints_num_filters=backbone_cfg.endpoints_num_filters,
       resample_alpha=backbone_cfg.resample_alpha,
       block_repeats=backbone_cfg.block_repeats,
@@ -134,7 +150,7 @@ def build_tunable_spinenet_mbconv(
       min_level=backbone_cfg.min_level,
       max_level=backbone_cfg.max_level,
       block_specs=_block_specs(backbone_cfg, 'tunable_spinenet_mbconv',
-                               ['mbconv']),
+                               ['mbconv'], spinenet_mobile.SCALING_MAP),
       endpoints_num_filters=backbone_cfg.endpoints_num_filters,
       se_ratio=backbone_cfg.se_ratio,
       block_repeats=backbone_cfg.block_repeats,
