@@ -78,7 +78,14 @@ flags.DEFINE_string('export_dir', '',
                     '--mode=export: where to write (default <job_dir>/export); '
                     '--mode=trial: retrain the model exported there.')
 flags.DEFINE_bool('measure_latency', False,
-                  '--mode=trial: measure latency and memory after training.')
+                  '--mode=trial: measure latency and memory on the trial\'s '
+                  'device once training has ended and released it.')
+flags.DEFINE_bool('report_metrics', True,
+                  '--mode=trial: when it runs as a Vertex AI job, report its '
+                  'reward to the hypertune metrics file.')
+flags.DEFINE_bool('export_serving_model', False,
+                  '--mode=trial: export the trained model as a batch-1 '
+                  'SavedModel (saved_model/ in the trial dir).')
 
 # --- How a trial runs (spec.Runtime)
 flags.DEFINE_enum('accelerator', 'auto', list(devices.ACCELERATORS),

@@ -58,8 +58,14 @@ def test_latency_and_memory_targets_measure_and_scale_the_reward(tmp_path):
   # Hard MnasNet reward: latency over its target scales, memory under does not.
   assert t.reward == pytest.approx(
       m['top_1_accuracy'] * 0.001 / m['latency_ms'])
-  assert os.path.isdir(os.path.join(
-      artifacts.trial_dir(str(tmp_path), 'search', 1), 'saved_model'))
+  trial_dir = artifacts.trial_dir(str(tmp_path), 'search', 1)
+  assert os.path.isdir(os.path.join(trial_dir, 'saved_model'))
+  # Measured after the training process ended: its metrics line (no latency)
+  # is in the trial log before the measuring process's final one.
+  with open(os.path.join(trial_dir, artifacts.LOG_FILE)) as f:
+    reports = [json.loads(line) for line in f if line.startswith('{"')]
+  assert ['latency_ms' in r for r in reports] == [False, True]
+  assert reports[0]['top_1_accuracy'] == m['top_1_accuracy']
 
 
 # A stand-in trial process: writes its evaluations (accuracy per step) one by

@@ -1,7 +1,8 @@
 """Serving export, latency and memory of real trial models (not trained).
 
-One classification trial model goes through `export_and_measure` as a trial
-runs it; one RetinaNet model is exported with its NMS.
+One classification trial model is exported and measured as a trial is (its
+serving export, then `measure_trial`); one RetinaNet model is exported with
+its NMS.
 """
 
 import json
@@ -55,19 +56,21 @@ def _random_image(size, seed=1) -> np.ndarray:
 
 @pytest.fixture(scope='module')
 def classification(tmp_path_factory):
-  """A mnasnet classifier exported and measured by `export_and_measure`,
-  after training left a mixed precision policy behind."""
+  """A mnasnet classifier exported, after training left a mixed precision
+  policy behind, and measured by `measure_trial`."""
   trial_dir = str(tmp_path_factory.mktemp('classification_trial'))
-  prepared, model, _ = _checkpointed_model(
+  prepared, model, checkpoint = _checkpointed_model(
       spec_lib.TrialSpec(search_space='mnasnet'), trial_dir)
   policy_before = tf_keras.mixed_precision.global_policy()
   tf_keras.mixed_precision.set_global_policy('mixed_float16')
   try:
-    metrics = latency.export_and_measure(prepared.params, trial_dir, trial_dir,
-                                         warmup_runs=20, timed_runs=30)
+    latency.export_serving_model(
+        prepared.params, checkpoint,
+        os.path.join(trial_dir, latency.SAVED_MODEL_SUBDIR))
     policy_after_export = tf_keras.mixed_precision.global_policy().name
   finally:
     tf_keras.mixed_precision.set_global_policy(policy_before)
+  metrics = latency.measure_trial(trial_dir, warmup_runs=20, timed_runs=30)
   return {'prepared': prepared, 'model': model, 'metrics': metrics,
           'policy_after_export': policy_after_export,
           'saved_model_dir': os.path.join(trial_dir,
@@ -178,7 +181,7 @@ def test_the_worker_inherits_the_trials_gpus(monkeypatch, tmp_path):
   assert started['env']['CUDA_VISIBLE_DEVICES'] == '2,3'
 
 
-def test_export_and_measure_measures_in_a_fresh_pinned_process(classification):
+def test_measure_trial_measures_in_a_fresh_pinned_process(classification):
   metrics = classification['metrics']
   assert set(metrics) == METRIC_KEYS | {'latency_measure_s'}
   assert metrics['threads'] == latency.MEASURE_THREADS

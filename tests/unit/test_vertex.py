@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 from absl import flags
 import pytest
@@ -183,12 +182,11 @@ def test_the_trial_reports_its_reward_with_the_flags_targets(tmp_path,
   monkeypatch.setenv(vertex.METRIC_FILE, str(metric_file))
   monkeypatch.setenv(vertex.METRIC_TAG, 'reward')
   metrics = {'top_1_accuracy': 0.8, 'multi_add_flops_billion': 2.0,
-             'params': 1000, 'evaluated_step': 40, 'device': 'CPU'}
-  prepared = types.SimpleNamespace(quality_metric='top_1_accuracy')
+             'params': 1000, 'evaluated_step': 40, 'device': 'CPU',
+             'quality_metric': 'top_1_accuracy'}
   for flag, reward in (('--target_flops_multi_adds_billion=1.0', 0.4),
                        ('--reward_metric=top_1_accuracy', 0.8)):
-    trial_mode.report_to_vertex(parsed_args(flag), prepared, metrics, 3,
-                                '/trial')
+    trial_mode.report_to_vertex(parsed_args(flag), metrics, 3, '/trial')
     line = json.loads(metric_file.read_text().splitlines()[-1])
     assert line['reward'] == str(reward)
     assert (line['global_step'], line['trial'], line['checkpoint_path'],
@@ -202,7 +200,12 @@ def test_a_trial_trained_without_evaluating_reports_nothing(tmp_path,
                                                            monkeypatch):
   metric_file = tmp_path / 'output.metrics'
   monkeypatch.setenv(vertex.METRIC_FILE, str(metric_file))
-  prepared = types.SimpleNamespace(quality_metric='top_1_accuracy')
-  trial_mode.report_to_vertex(parsed_args('--skip_eval'), prepared,
-                              {'evaluated_step': 4, 'params': 10}, 3, '/t')
+  trial_mode.report_to_vertex(
+      parsed_args('--skip_eval'),
+      {'evaluated_step': 4, 'params': 10, 'quality_metric': 'top_1_accuracy'},
+      3, '/t')
+  trial_mode.report_to_vertex(  # The training half of a measured trial.
+      parsed_args('--noreport_metrics'),
+      {'evaluated_step': 4, 'top_1_accuracy': 0.5,
+       'quality_metric': 'top_1_accuracy'}, 3, '/t')
   assert not metric_file.exists()

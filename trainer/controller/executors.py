@@ -36,7 +36,8 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith(
 MAX_WORKER_DEATHS = 3
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+  """preexec_fn of a child process that must not outlive this one."""
   if _LIBC is not None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -88,7 +89,7 @@ def start_process(python_args: List[str], trial_dir: str,
   process = subprocess.Popen([sys.executable, *python_args], stdout=log.file,
                              stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, env=env,
-                             preexec_fn=_die_with_parent)
+                             preexec_fn=die_with_parent)
   return process, log
 
 

@@ -3,15 +3,19 @@
 import dataclasses
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from typing import Any, Dict, Tuple
 
 from trainer import artifacts
+from trainer import fileio
 from trainer import objective
 from trainer import outcome
 from trainer import spec as spec_lib
 from trainer import vertex
+from trainer.controller import executors
 from trainer.modes import common
 
 PROCESS_START = time.time()
@@ -52,16 +56,16 @@ def runtime_spec(spec: spec_lib.TrialSpec) -> spec_lib.TrialSpec:
       spec.runtime, distribution_strategy=strategy))
 
 
-def report_to_vertex(args, prepared, metrics: Dict[str, Any], trial_id: int,
+def report_to_vertex(args, metrics: Dict[str, Any], trial_id: int,
                      trial_dir: str) -> None:
   """The hypertune report of a finished trial, when it runs as a Vertex AI
   job (vertex.reports_metrics): its reward as the flags' objective computes
   it (the quality metric itself without cost targets), the evaluated step,
   and as extra metrics the unscaled quality, measured costs, parameters and
   the search trial a retraining retrains."""
-  trial_objective = common.objective(args, prepared.quality_metric,
+  trial_objective = common.objective(args, metrics['quality_metric'],
                                      multi_objective=False)
-  if (not vertex.reports_metrics(os.environ) or
+  if (not args.report_metrics or not vertex.reports_metrics(os.environ) or
       trial_objective.metric not in metrics):  # Trained without evaluating.
     return
   extra = (trial_objective.metric, objective.LATENCY, objective.MEMORY,
@@ -73,26 +77,56 @@ def report_to_vertex(args, prepared, metrics: Dict[str, Any], trial_id: int,
       extra_metrics={name: metrics[name] for name in extra if name in metrics})
 
 
+def train(args, trial_dir: str, data_dir: str) -> Dict[str, Any]:
+  """Trains the trial in this process; returns its metrics (also written)."""
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  trial.init_devices(args.cpu_replicas)
+  spec = runtime_spec(trial_spec(args, spec_lib.TrialSpec.from_flags(args)))
+  if not spec.nas_params_str:
+    raise common.UsageError('--nas_params_str is required with --mode=trial')
+  return trial.run(
+      trial.prepare(spec, data_dir), trial_dir, started_at=PROCESS_START,
+      export_serving_model=args.export_serving_model,
+      extra_metrics=({'search_trial_id': args.search_trial_id}
+                     if args.search_trial_id else None))
+
+
+def train_then_measure(trial_dir: str) -> Dict[str, Any]:
+  """--measure_latency: trains in a child trial process (this command line,
+  exporting the model for serving) and, once it has ended and so released
+  every device it held, measures latency and memory in a fresh worker on
+  the same devices (this process's CUDA_VISIBLE_DEVICES), as the platform's
+  latency worker does; returns the metrics with the figures added. A child
+  that fails has written its error: this process ends as it did."""
+  child = subprocess.run(
+      [sys.executable, *sys.orig_argv[1:], '--nomeasure_latency',
+       '--export_serving_model', '--noreport_metrics'], check=False,
+      preexec_fn=executors.die_with_parent)
+  if child.returncode != 0:
+    sys.stdout.flush()
+    if child.returncode < 0:  # Killed (e.g. out of memory): die the same way.
+      signal.signal(-child.returncode, signal.SIG_DFL)
+      os.kill(os.getpid(), -child.returncode)
+    os._exit(child.returncode)  # pylint: disable=protected-access
+  from trainer.training import latency  # pylint: disable=g-import-not-at-top  (TensorFlow, not started: holds no device)
+  metrics = json.loads(fileio.read_text(
+      os.path.join(trial_dir, artifacts.METRICS_FILE)))
+  metrics.update(latency.measure_trial(trial_dir))
+  outcome.write_metrics(trial_dir, metrics)
+  return metrics
+
+
 def run_trial(args) -> None:
   """Trains the trial the flags describe (TrialSpec.from_flags) into its
   trial dir (trial_dirs; id --trial_id, default $CLOUD_ML_TRIAL_ID or 1) and
   reports it to Vertex AI's metrics file when it runs there; on any failure
   writes its error in the trial dir for the controller."""
-  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
   trial_id = args.trial_id or int(os.environ.get(vertex.TRIAL_ID, '1'))
   trial_dir, data_dir = trial_dirs(args, trial_id)
   try:
-    trial.init_devices(args.cpu_replicas)
-    spec = runtime_spec(trial_spec(args, spec_lib.TrialSpec.from_flags(args)))
-    if not spec.nas_params_str:
-      raise common.UsageError('--nas_params_str is required with --mode=trial')
-    prepared = trial.prepare(spec, data_dir)
-    metrics = trial.run(
-        prepared, trial_dir, started_at=PROCESS_START,
-        measure_latency=args.measure_latency,
-        extra_metrics=({'search_trial_id': args.search_trial_id}
-                       if args.search_trial_id else None))
-    report_to_vertex(args, prepared, metrics, trial_id, trial_dir)
+    metrics = (train_then_measure(trial_dir) if args.measure_latency
+               else train(args, trial_dir, data_dir))
+    report_to_vertex(args, metrics, trial_id, trial_dir)
   except Exception as e:
     outcome.write_error(trial_dir, outcome.error_of(e))
     raise

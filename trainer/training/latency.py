@@ -287,15 +287,13 @@ def measure_in_subprocess(saved_model_dir: str, warmup_runs: int = 20,
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def export_and_measure(params: cfg.ExperimentConfig, checkpoint: str,
-                       trial_dir: str, warmup_runs: int = 20,
-                       timed_runs: int = 50) -> Dict[str, Any]:
-  """Exports the trial's model to <trial_dir>/saved_model and measures it in a
-  fresh process; the figures plus `latency_measure_s`, the time both took."""
+def measure_trial(trial_dir: str, warmup_runs: int = 20,
+                  timed_runs: int = 50) -> Dict[str, Any]:
+  """Measures the model a trial exported to <trial_dir>/saved_model in a
+  fresh process; the figures plus `latency_measure_s`, the time it took."""
   started = time.perf_counter()
-  saved_model_dir = export_serving_model(
-      params, checkpoint, os.path.join(trial_dir, SAVED_MODEL_SUBDIR))
-  metrics = measure_in_subprocess(saved_model_dir, warmup_runs, timed_runs)
+  metrics = measure_in_subprocess(os.path.join(trial_dir, SAVED_MODEL_SUBDIR),
+                                  warmup_runs, timed_runs)
   metrics['latency_measure_s'] = time.perf_counter() - started
   return metrics
 

@@ -337,15 +337,15 @@ def estimate_flops(prepared: PreparedTrial) -> Optional[float]:
 
 
 def run(prepared: PreparedTrial, trial_dir: str,
-        started_at: Optional[float] = None, measure_latency: bool = False,
+        started_at: Optional[float] = None, export_serving_model: bool = False,
         extra_metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """Trains and evaluates the prepared trial; writes and returns its metrics.
 
   Metrics are the last evaluation's, or in full training (best checkpoint
   kept, or evaluation 'best') the best evaluation's; with evaluation 'none'
-  the trial trains only. With `measure_latency` the trained model is
-  exported as a batch-1 SavedModel and its latency and memory measured on
-  this machine. `extra_metrics` (e.g. the search trial a retraining
+  the trial trains only. With `export_serving_model` the trained model is
+  exported as a batch-1 SavedModel (what latency is measured on, after this
+  process ends). `extra_metrics` (e.g. the search trial a retraining
   retrains) are recorded with the metrics.
   """
   started_at = started_at or time.time()
@@ -408,10 +408,12 @@ def run(prepared: PreparedTrial, trial_dir: str,
       'train_and_eval_s': trained - setup_done,
       'total_s': time.time() - started_at,
       'evaluations': evals.records,
+      'quality_metric': prepared.quality_metric,
   })
-  if measure_latency:
-    metrics.update(latency.export_and_measure(
-        params, best_checkpoint(trial_dir), trial_dir))
+  if export_serving_model:
+    latency.export_serving_model(
+        params, best_checkpoint(trial_dir),
+        os.path.join(trial_dir, latency.SAVED_MODEL_SUBDIR))
   outcome.write_metrics(trial_dir, metrics)
   return metrics
 
