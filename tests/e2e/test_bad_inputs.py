@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from tests.conftest import FIXTURES, TINY_OVERRIDE, cli, search_flags
+from trainer.controller import search
 
 
 def _sample(space):
@@ -16,13 +17,18 @@ def _sample(space):
 
 
 def _snapshot(job_dir):
-  with open(os.path.join(job_dir, 'nas_garden.db'), 'rb') as f:
-    digest = hashlib.sha256(f.read()).hexdigest()
-  metrics = {}
-  for trial_id in ('1', '2', '3'):
-    with open(os.path.join(job_dir, 'trials', trial_id, 'metrics.json')) as f:
-      metrics[trial_id] = f.read()
-  return digest, metrics
+  """Every file under the job dir, by path, with a hash of its bytes: the
+  store's db, -wal and -shm files, the trial dirs, data and all. The
+  controller lock's content is the pid of its last holder, not state."""
+  files = {}
+  for folder, _, names in os.walk(job_dir):
+    for name in names:
+      path = os.path.join(folder, name)
+      with open(path, 'rb') as f:
+        content = b'' if name == search.LOCK_FILE else f.read()
+      files[os.path.relpath(path, job_dir)] = hashlib.sha256(
+          content).hexdigest()
+  return files
 
 
 def _assert_one_line_error(result, expected):
@@ -101,7 +107,7 @@ def test_bad_input_creates_no_store_in_a_new_job_dir(tmp_path):
   job_dir = tmp_path / 'new_job'
   result = cli(*search_flags(str(job_dir), 2), _bad_yaml(tmp_path))
   _assert_one_line_error(result, 'is not valid YAML')
-  assert not (job_dir / 'nas_garden.db').exists()
+  assert not job_dir.exists()
 
 
 def _read_only(path):
@@ -138,14 +144,13 @@ def test_job_dir_of_a_newer_store_schema(tmp_path):
     db.execute('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)')
     db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
     db.execute('CREATE TABLE trials_v99 (anything TEXT)')
-  before = (job_dir / 'nas_garden.db').read_bytes()
+  before = _snapshot(job_dir)
   for args in (search_flags(str(job_dir), 1),
                ('--mode=list', f'--job_dir={job_dir}')):
     result = cli(*args)
     _assert_one_line_error(result, 'was written by a newer nas-garden (store '
                            'schema 99 > 1); upgrade nas-garden to use it')
-  assert (job_dir / 'nas_garden.db').read_bytes() == before
-  assert not (job_dir / 'trials').exists()
+    assert _snapshot(job_dir) == before
 
 
 TRIAL_CASES = {
@@ -193,7 +198,7 @@ def test_augment_search_bad_input(tmp_path, case):
   extra, expected = AUGMENT_CASES[case]
   result = cli('--mode=augment_search', f'--job_dir={tmp_path / "job"}', *extra)
   _assert_one_line_error(result, expected)
-  assert not (tmp_path / 'job' / 'nas_garden.db').exists()
+  assert not (tmp_path / 'job').exists()
 
 
 def test_augment_preview_needs_a_policy(tmp_path):

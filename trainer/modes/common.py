@@ -121,6 +121,8 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
   if args.max_parallel_trials < 1:
     raise UsageError('--max_parallel_trials must be at least 1')
   store_lib.check_writable(stage_dir)  # Built-in data is written there first.
+  if store_lib.exists(stage_dir):  # A store this version cannot use: say so
+    store_lib.Store.open(stage_dir, read_only=True).close()  # before writing.
   data_dir = artifacts.data_dir(stage_dir)
   space = search_spaces.get_search_space(template.search_space)
   if proposals is None:
