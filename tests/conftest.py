@@ -75,3 +75,32 @@ def search_job(tmp_path_factory):
                              '--max_parallel_trials=2'),
                check=True)
   return job_dir, result.stdout
+
+
+# The platform's small SpineNet detection test config (its keys and values).
+PLATFORM_SPINENET_YAML = """\
+task:
+  model:
+    backbone:
+      tunable_spinenet:
+        model_id: '49S'
+        filter_size_scale: 0.2
+        resample_alpha: 0.2
+        endpoints_num_filters: 4
+        block_repeats: 1
+      type: 'tunable_spinenet'
+    decoder:
+      type: 'identity'
+    input_size: [32, 32, 3]
+    max_level: 4
+    min_level: 3
+"""
+# A classification config that sets only the input size, batch and steps.
+PLATFORM_CLASSIFICATION_YAML = """\
+task:
+  model: {input_size: [32, 32, 3]}
+  train_data: {global_batch_size: 4}
+  validation_data: {global_batch_size: 4}
+trainer: {train_steps: 2, steps_per_loop: 1, validation_steps: 1,
+          validation_interval: 1, summary_interval: 1, checkpoint_interval: 1}
+"""

@@ -5,26 +5,12 @@ from concurrent import futures
 import json
 
 import search_spaces
-from tests.conftest import FIXTURES, cli
+from tests.conftest import (FIXTURES, PLATFORM_CLASSIFICATION_YAML,
+                            PLATFORM_SPINENET_YAML, cli)
 
 # The platform's keys: its small SpineNet detection test config, at 32 px
 # and one step (eager, which on a CPU is faster than tracing for one step).
-SPINENET_YAML = """\
-task:
-  model:
-    backbone:
-      tunable_spinenet:
-        model_id: '49S'
-        filter_size_scale: 0.2
-        resample_alpha: 0.2
-        endpoints_num_filters: 4
-        block_repeats: 1
-      type: 'tunable_spinenet'
-    decoder:
-      type: 'identity'
-    input_size: [32, 32, 3]
-    max_level: 4
-    min_level: 3
+SPINENET_YAML = PLATFORM_SPINENET_YAML + """\
   train_data: {global_batch_size: 2}
   validation_data: {global_batch_size: 2}
 trainer:
@@ -37,15 +23,6 @@ trainer:
   train_tf_function: false
   train_tf_while_loop: false
   eval_tf_function: false
-"""
-# Only the input size, batch and steps: the rest is the experiment's defaults.
-CLASSIFICATION_YAML = """\
-task:
-  model: {input_size: [32, 32, 3]}
-  train_data: {global_batch_size: 4}
-  validation_data: {global_batch_size: 4}
-trainer: {train_steps: 2, steps_per_loop: 1, validation_steps: 1,
-          validation_interval: 1, summary_interval: 1, checkpoint_interval: 1}
 """
 
 
@@ -82,7 +59,7 @@ def _trial(job_dir, *trial_flags):
 
 def test_platform_flags_and_configs_train_and_report(tmp_path):
   (tmp_path / 'spinenet.yaml').write_text(SPINENET_YAML)
-  (tmp_path / 'classification.yaml').write_text(CLASSIFICATION_YAML)
+  (tmp_path / 'classification.yaml').write_text(PLATFORM_CLASSIFICATION_YAML)
   classification_flags = (
       '--model=classification', '--search_space=mnasnet',
       f'--nas_params_str={_smallest_mnasnet()}',

@@ -13,39 +13,11 @@ from official.core import exp_factory
 from official.modeling import optimization
 from official.vision.modeling.backbones import factory as backbone_factory
 import search_spaces
-from tests.conftest import FIXTURES
+from tests.conftest import (FIXTURES, PLATFORM_CLASSIFICATION_YAML,
+                            PLATFORM_SPINENET_YAML)
 from trainer import platform_flags
 from trainer.training import experiments
 from trainer.training.architectures import spinenet
-
-# The platform's small SpineNet detection test config (its keys and values).
-PLATFORM_SPINENET_YAML = """\
-task:
-  model:
-    backbone:
-      tunable_spinenet:
-        model_id: '49S'
-        filter_size_scale: 0.2
-        resample_alpha: 0.2
-        endpoints_num_filters: 4
-        block_repeats: 1
-      type: 'tunable_spinenet'
-    decoder:
-      type: 'identity'
-    input_size: [32, 32, 3]
-    max_level: 4
-    min_level: 3
-"""
-# A classification config that sets only the input size, batch and steps.
-PLATFORM_CLASSIFICATION_YAML = """\
-task:
-  model: {input_size: [32, 32, 3]}
-  train_data: {global_batch_size: 4}
-  validation_data: {global_batch_size: 4}
-trainer: {train_steps: 2, steps_per_loop: 1, validation_steps: 1,
-          validation_interval: 1, summary_interval: 1, checkpoint_interval: 1}
-"""
-
 
 @pytest.mark.parametrize('platform_name',
                          sorted(platform_flags.PLATFORM_EXPERIMENTS))
