@@ -141,7 +141,7 @@ class Store:
 
   @classmethod
   def open(cls, job_dir: str, create: bool = False,
-           read_only: bool = False) -> 'Store':
+           read_only: bool = False, untouched: bool = False) -> 'Store':
     """Opens (or with `create`, makes) the store of a job dir.
 
     Nothing is written to a store until it is known to be one this version
@@ -160,8 +160,12 @@ class Store:
     if not read_only:
       check_writable(job_dir)
     try:
-      db = sqlite3.connect(f'file:{path}?mode=ro' if read_only else path,
-                           uri=read_only, isolation_level=None, timeout=30)
+      # `untouched` (with read_only): the file read as it is, no -wal/-shm
+      # made beside it; for a check before anything is written, as it
+      # misses what a live writer has only in its WAL.
+      uri = f'file:{path}?mode=ro' + ('&immutable=1' if untouched else '')
+      db = sqlite3.connect(uri if read_only else path, uri=read_only,
+                           isolation_level=None, timeout=30)
       store = cls(db, None if read_only else uploaded)
       version = store._schema_version()
       if version is not None and version > SCHEMA_VERSION:

@@ -2,7 +2,7 @@
 trial spec, an objective, an algorithm and an executor into the controller.
 """
 
-import os
+import contextlib
 import random
 from typing import Any, Callable, Dict, List, Optional
 
@@ -122,7 +122,8 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
     raise UsageError('--max_parallel_trials must be at least 1')
   store_lib.check_writable(stage_dir)  # Built-in data is written there first.
   if store_lib.exists(stage_dir):  # A store this version cannot use: say so
-    store_lib.Store.open(stage_dir, read_only=True).close()  # before writing.
+    store_lib.Store.open(stage_dir, read_only=True,  # before writing.
+                         untouched=True).close()
   data_dir = artifacts.data_dir(stage_dir)
   space = search_spaces.get_search_space(template.search_space)
   if proposals is None:
@@ -147,7 +148,9 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
               **(identity_extra or {})}
   executor = _executor(args)
   store = store_lib.Store.open(stage_dir, create=True)
-  with search.ControllerLock(store_lib.location(stage_dir)):
+  # Closed however the stage ends: a refused resume leaves no -wal/-shm.
+  with contextlib.closing(store), search.ControllerLock(
+      store_lib.location(stage_dir)):
     store.claim_identity(stage, identity)
 
     def rerun(t, reason):
