@@ -17,9 +17,13 @@ from trainer import outcome
 from trainer import spec as spec_lib
 
 
-def test_importing_the_spec_outcome_and_objective_leaves_tensorflow_out():
+def test_importing_the_light_modules_leaves_tensorflow_out():
+  """The trial spec, outcome, objective, file helpers and the Vertex
+  environment load without TensorFlow (a job's controller and the platform
+  flag translation import them)."""
   code = ('import sys\n'
-          'from trainer import spec, outcome, objective\n'
+          'from trainer import spec, outcome, objective, fileio, vertex\n'
+          'from trainer import platform_flags\n'
           'loaded = sorted(m for m in sys.modules if m.split(".")[0] in '
           '("tensorflow", "tf_keras", "official"))\n'
           'print(loaded)\n'
