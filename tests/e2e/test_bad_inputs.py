@@ -31,6 +31,16 @@ def _snapshot(job_dir):
   return files
 
 
+def _read_as_a_reader(job_dir):
+  """Reads the store read-only, as the report or another tool does: SQLite
+  leaves its -wal and -shm files behind, and a refused command keeps them."""
+  db = sqlite3.connect(f'file:{os.path.join(job_dir, "nas_garden.db")}?mode=ro',
+                       uri=True)
+  db.execute('SELECT COUNT(*) FROM trials').fetchone()
+  db.close()
+  assert os.path.exists(os.path.join(job_dir, 'nas_garden.db-wal'))
+
+
 def _assert_one_line_error(result, expected):
   assert result.returncode != 0
   assert 'Traceback' not in result.stderr
@@ -94,6 +104,7 @@ SEARCH_CASES = {
 def test_search_bad_input_leaves_store_unchanged(search_job, tmp_path, case):
   job_dir, _ = search_job
   extra, expected = SEARCH_CASES[case]
+  _read_as_a_reader(job_dir)
   before = _snapshot(job_dir)
   flags = [f for f in search_flags(job_dir, 3, '--target_flops_multi_adds_billion=0.0008')]
   args = extra(tmp_path)

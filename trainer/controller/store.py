@@ -233,23 +233,28 @@ class Store:
     return json.loads(value) if value else None
 
   def claim_identity(self, stage: str, identity: Dict[str, Any]) -> None:
-    """Records what a stage searches; refuses a different one on resume.
+    """Records what a stage searches; refuses a different one on resume."""
+    with self._transaction():
+      if not self.check_identity(stage, identity):
+        self._db.execute('INSERT INTO meta VALUES (?, ?)',
+                         (f'identity:{stage}', json.dumps(identity, sort_keys=True)))
+
+  def check_identity(self, stage: str, identity: Dict[str, Any]) -> bool:
+    """Whether the stage was started; raises if with a different identity.
 
     `identity` holds what must not change between runs of a stage (space,
     algorithm, seed, resolved config); a mismatch names the first difference.
     """
-    with self._transaction():
-      stored = self.job_identity(stage)
-      if stored is None:
-        self._db.execute('INSERT INTO meta VALUES (?, ?)',
-                         (f'identity:{stage}', json.dumps(identity, sort_keys=True)))
-        return
-      for key in sorted(set(stored) | set(identity)):
-        if stored.get(key) != identity.get(key):
-          raise StoreError(
-              f'this job dir\'s {stage} stage was started with a different '
-              f'{key} ({_short(stored.get(key))} vs {_short(identity.get(key))}); '
-              'resume with the same flags or use a new --job_dir')
+    stored = self.job_identity(stage)
+    if stored is None:
+      return False
+    for key in sorted(set(stored) | set(identity)):
+      if stored.get(key) != identity.get(key):
+        raise StoreError(
+            f'this job dir\'s {stage} stage was started with a different '
+            f'{key} ({_short(stored.get(key))} vs {_short(identity.get(key))}); '
+            'resume with the same flags or use a new --job_dir')
+    return True
 
   def trials(self, stage: str) -> List[Trial]:
     rows = self._db.execute(

@@ -121,9 +121,7 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
   if args.max_parallel_trials < 1:
     raise UsageError('--max_parallel_trials must be at least 1')
   store_lib.check_writable(stage_dir)  # Built-in data is written there first.
-  if store_lib.exists(stage_dir):  # A store this version cannot use: say so
-    store_lib.Store.open(stage_dir, read_only=True,  # before writing.
-                         untouched=True).close()
+  _check_existing_store(stage_dir)  # Before built-in data is written.
   data_dir = artifacts.data_dir(stage_dir)
   space = search_spaces.get_search_space(template.search_space)
   if proposals is None:
@@ -147,6 +145,7 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
               **goal.identity(), **_search_settings(args, algorithm_name),
               **(identity_extra or {})}
   executor = _executor(args)
+  _check_existing_store(stage_dir, stage, identity)
   store = store_lib.Store.open(stage_dir, create=True)
   # Closed however the stage ends: a refused resume leaves no -wal/-shm.
   with contextlib.closing(store), search.ControllerLock(
@@ -192,6 +191,19 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
     print(leaderboard.table(trials, controller.summary, goal.metric))
     print(leaderboard.best_report(trials))
   return trials
+
+
+def _check_existing_store(stage_dir: str, stage: Optional[str] = None,
+                          identity: Optional[Dict[str, Any]] = None) -> None:
+  """Refuses a store this version cannot use, or a resume with a different
+  identity, reading the store as it is: a refused command leaves its files
+  (db, -wal, -shm) byte for byte as they were."""
+  if not store_lib.exists(stage_dir):
+    return
+  store = store_lib.Store.open(stage_dir, read_only=True, untouched=True)
+  with contextlib.closing(store):
+    if identity is not None:
+      store.check_identity(stage, identity)
 
 
 def _search_settings(args, algorithm: str) -> Dict[str, Any]:
