@@ -1,5 +1,6 @@
-"""Faults: a controller killed at random points many times in one search,
-and trials that crash, produce NaN losses or time out."""
+"""Faults: the real CLI (`nas-garden --mode=search`, local executor, real
+trials) killed with SIGKILL at random points of one search, start-up
+included; and trials that crash, produce NaN losses or time out."""
 
 import os
 import random
@@ -7,106 +8,175 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
-from tests import fault_controller
-from tests import stand_in_trial
+import pytest
+
+import search_spaces
 from tests.conftest import REPO, TINY_OVERRIDE, cli, search_flags
+from trainer import algorithms
+from trainer import artifacts
+from trainer import objective
 from trainer import outcome as outcome_lib
 from trainer.controller import executors
+from trainer.controller import search
 from trainer.controller import store as store_lib
 
-KILLS = 12
-MAX_TRIALS = 40
+# Evolution with a population of 2: from the third trial on, each proposal
+# depends on the rewards fed back, so a resume must replay them exactly.
+EVOLUTION = ('--algorithm=regularized_evolution', '--population_size=2',
+             '--tournament_size=2')
+TRAINING = 'train | step'  # In a trial's log once it trains.
 
 
-def _controller(job_dir):
-  return subprocess.Popen(
-      [sys.executable, '-m', 'tests.fault_controller', job_dir,
-       str(MAX_TRIALS)], cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(flags, tmp_path, life):
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
+  with open(tmp_path / f'life-{life}.log', 'w') as out:
+    return subprocess.Popen([sys.executable, '-m', 'trainer.task', *flags],
+                            cwd=REPO, env=env, stdout=out,
+                            stderr=subprocess.STDOUT)
 
 
-def _starts(job_dir):
-  path = os.path.join(job_dir, stand_in_trial.STARTS_LOG)
-  if not os.path.exists(path):
+def _trials(job_dir):
+  try:  # No store yet, or one being set up: no trials.
+    store = store_lib.Store.open(job_dir, read_only=True)
+  except store_lib.StoreError:
     return []
-  with open(path) as f:
-    return [int(line) for line in f.read().split()]
+  try:
+    return store.trials('search')
+  finally:
+    store.close()
 
 
-def _wait_for_a_start(controller, job_dir, starts_before):
-  while len(_starts(job_dir)) <= starts_before:
-    assert controller.poll() is None, controller.stderr.read()
-    time.sleep(0.02)
+def _training_since(job_dir, since):
+  """Whether a trial log written after `since` shows a trial training."""
+  for trial in _trials(job_dir):
+    log = os.path.join(artifacts.trial_dir(job_dir, 'search', trial.id),
+                       artifacts.LOG_FILE)
+    if (os.path.exists(log) and os.path.getmtime(log) > since and
+        TRAINING in open(log).read()):
+      return True
+  return False
 
 
-def _check_snapshot(job_dir, previous, finished_starts):
-  """Invariants after a kill; returns the trials now in the store."""
-  trials = store_lib.Store.open(job_dir, read_only=True).trials('search')
+def _finished(job_dir):
+  return sum(t.status != 'running' for t in _trials(job_dir))
+
+
+def _wait_then_kill(process, point, rng, job_dir, tmp_path, life):
+  """Waits for the kill point (`start-up`: a random moment from launch, in
+  imports, store and data preparation; `training`: inside a trial's
+  training; `result`: just after a trial's result was recorded), then
+  SIGKILLs the CLI, which must still be running."""
+  started, finished = time.time(), _finished(job_dir)
+  ready = {'start-up': lambda: True,
+           'training': lambda: _training_since(job_dir, started),
+           'result': lambda: _finished(job_dir) > finished}[point]
+  delay = {'start-up': rng.uniform(0, 5), 'training': rng.uniform(0, 2),
+           'result': rng.uniform(0, 0.5)}[point]
+  deadline = started + 300
+  try:
+    while not ready():
+      assert process.poll() is None, (
+          f'the search ended before kill {life} ({point}): ' +
+          (tmp_path / f'life-{life}.log').read_text()[-2000:])
+      assert time.time() < deadline, f'no {point} point in 300 s'
+      time.sleep(0.05)
+    time.sleep(delay)
+    assert process.poll() is None, f'the search ended before kill {life}'
+  finally:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _trial_processes(job_dir):
+  """Live processes whose command line names the job dir."""
+  found = []
+  for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        if job_dir.encode() in f.read():
+          found.append(int(pid))
+    except OSError:
+      pass
+  return found
+
+
+def _check_after_kill(job_dir, previous):
+  """No trial outlives its controller; finished trials are kept exactly;
+  ids are contiguous and at most the running ones are unfinished."""
+  deadline = time.time() + 10
+  while _trial_processes(job_dir) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not _trial_processes(job_dir), 'a trial outlived its controller'
+  trials = _trials(job_dir)
   assert [t.id for t in trials] == list(range(1, len(trials) + 1))
-  assert sum(t.status == 'running' for t in trials) <= 1
   now = {t.id: t for t in trials}
   for t in previous:
-    if t.status != 'running':  # Finished before: kept exactly as it was.
-      assert now[t.id] == t
-  starts = _starts(job_dir)
-  for trial_id, count in finished_starts.items():
-    # A finished trial is never started again.
-    assert starts.count(trial_id) == count, (trial_id, starts)
+    if t.status != 'running':
+      assert now[t.id] == t, f'finished trial {t.id} changed or lost'
   return trials
 
 
-def test_controller_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
-  job_dir = str(tmp_path / 'job')
-  rng = random.Random(2026)
-  previous, finished_starts, kills = [], {}, 0
-  while kills < KILLS:
-    controller = _controller(job_dir)
-    if kills == 0:
-      # A second controller on the same job dir is refused while one lives.
-      lock = os.path.join(job_dir, 'controller.lock')
-      while not os.path.exists(lock) or not os.path.getsize(lock):
-        assert controller.poll() is None, controller.stderr.read()
-        time.sleep(0.05)
-      second = _controller(job_dir)
-      _, stderr = second.communicate(timeout=60)
-      assert second.returncode == 1
-      assert f'another controller (pid {controller.pid}) is running' in stderr
-    if rng.random() < 0.25:  # During start-up, store opening and replay.
-      time.sleep(rng.uniform(0, 0.5))
-    else:  # Once it started a trial: at most a few trials per life.
-      _wait_for_a_start(controller, job_dir, len(_starts(job_dir)))
-      time.sleep(rng.uniform(0, 0.4))
-    assert controller.poll() is None, 'the search ended before its kills'
-    controller.send_signal(signal.SIGKILL)
-    controller.wait()
-    kills += 1
-    if not os.path.exists(os.path.join(job_dir, store_lib.STORE_FILE)):
-      continue
-    previous = _check_snapshot(job_dir, previous, finished_starts)
-    starts = _starts(job_dir)
-    finished_starts = {t.id: starts.count(t.id) for t in previous
-                       if t.status != 'running'}
-  controller = _controller(job_dir)
-  _, stderr = controller.communicate(timeout=300)
-  assert controller.returncode == 0, stderr
-  trials = _check_snapshot(job_dir, previous, finished_starts)
-  assert len(previous) >= 5  # The kills fell all along the search.
+def _uninterrupted(tmp_path, max_trials, seed, results):
+  """The search an uninterrupted controller makes when each trial gets the
+  same metrics as in the killed run: the proposals must match."""
+  space = search_spaces.get_search_space('mnasnet')
 
-  assert len(trials) == MAX_TRIALS
+  def launch(trial):
+    metrics = results[trial.id]
+    return type('Ended', (), {'poll': lambda self: outcome_lib.completed(
+        metrics)})()
+
+  return search.Search(
+      store_lib.Store.open(str(tmp_path / 'uninterrupted'), create=True),
+      'search', space,
+      algorithms.make_algorithm('regularized_evolution', seed, 2, 2), launch,
+      objective.Objective('top_1_accuracy'), max_trials, 0,
+      progress=lambda line: None).run()
+
+
+def _kill_search_repeatedly(tmp_path, kills, max_trials, seed):
+  job_dir = str(tmp_path / 'job')
+  flags = search_flags(job_dir, max_trials, *EVOLUTION)
+  flags = tuple(f for f in flags if not f.startswith('--seed')) + (
+      f'--seed={seed}',)
+  rng = random.Random(seed)
+  # Start-up first; then each kind at least once, in a random order.
+  later = ['training', 'result'] + rng.choices(
+      ['start-up', 'training', 'result'], k=kills - 3)
+  rng.shuffle(later)
+  points = ['start-up'] + later
+  previous = []
+  for life, point in enumerate(points):
+    process = _start(flags, tmp_path, life)
+    _wait_then_kill(process, point, rng, job_dir, tmp_path, life)
+    previous = _check_after_kill(job_dir, previous)
+
+  result = cli(*flags, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  trials = _check_after_kill(job_dir, previous)
+  assert len(trials) == max_trials
   assert all(t.status == 'completed' for t in trials)
-  assert sorted(t.feedback_seq for t in trials) == list(range(MAX_TRIALS))
-  assert sum(t.attempts > 1 for t in trials) >= 1  # Some were re-run...
-  starts = _starts(job_dir)
-  assert all(starts.count(t.id) <= t.attempts for t in trials)
-  # ...and the search is the one an uninterrupted controller makes.
-  straight = fault_controller.make_search(
-      str(tmp_path / 'straight'), MAX_TRIALS, lambda t: types.SimpleNamespace(
-          poll=lambda: outcome_lib.completed(
-              {'top_1_accuracy': stand_in_trial.score(t.nas_params_str)}))).run()
+  assert sorted(t.feedback_seq for t in trials) == list(range(max_trials))
+  assert any(t.attempts > 1 for t in trials)  # Killed in training: re-run.
+  assert 're-running' in ''.join(
+      (tmp_path / f'life-{life}.log').read_text()
+      for life in range(len(points))) + result.stdout
+  straight = _uninterrupted(tmp_path, max_trials, seed,
+                            {t.id: t.metrics for t in trials})
   assert [(t.nas_params_str, t.reward) for t in trials] == [
       (t.nas_params_str, t.reward) for t in straight]
+  return points
+
+
+def test_cli_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
+  points = _kill_search_repeatedly(tmp_path, kills=3, max_trials=4, seed=3)
+  assert sorted(points) == ['result', 'start-up', 'training']
+
+
+@pytest.mark.slow
+def test_cli_killed_at_ten_random_points(tmp_path):
+  _kill_search_repeatedly(tmp_path, kills=10, max_trials=8, seed=11)
 
 
 def _nan_flags(job_dir, max_trials, *extra):

@@ -1,16 +1,12 @@
-"""Search controller end to end: real searches through the CLI, and resume
-after the controller is killed with SIGKILL mid-trial."""
+"""Search controller end to end: real searches through the CLI (its
+resume after SIGKILL is in test_faults.py)."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 import search_spaces
-from tests.conftest import REPO, cli, search_flags
+from tests.conftest import cli, search_flags
 from trainer.controller import store as store_lib
 
 def test_search_runs_trials_and_reports(search_job):
@@ -50,51 +46,3 @@ def test_rerun_of_finished_search_adds_nothing(search_job):
   assert store_lib.Store.open(job_dir, read_only=True).trials('search') == before
 
 
-def _wait_for(predicate, timeout=300):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if predicate():
-      return
-    time.sleep(0.2)
-  raise AssertionError('timed out waiting')
-
-
-def test_resume_after_controller_sigkill_mid_trial(tmp_path):
-  job_dir = str(tmp_path / 'job')
-  flags = search_flags(job_dir, 3, '--algorithm=regularized_evolution',
-                       '--population_size=2', '--tournament_size=2')
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
-  output = open(tmp_path / 'controller.log', 'w')
-  controller = subprocess.Popen([sys.executable, '-m', 'trainer.task', *flags],
-                                cwd=REPO, env=env, stdout=output,
-                                stderr=subprocess.STDOUT)
-  db = os.path.join(job_dir, 'nas_garden.db')
-  log_2 = os.path.join(job_dir, 'trials', '2', 'trial.log')
-
-  def trial_2_training():
-    if controller.poll() is not None:
-      raise AssertionError((tmp_path / 'controller.log').read_text()[-2000:])
-    return os.path.exists(log_2) and 'train | step' in open(log_2).read()
-
-  try:
-    _wait_for(lambda: os.path.exists(db) and trial_2_training())
-  finally:
-    controller.send_signal(signal.SIGKILL)
-    controller.wait()
-  killed = store_lib.Store.open(job_dir, read_only=True).trials('search')
-  assert [(t.id, t.status) for t in killed] == [(1, 'completed'), (2, 'running')]
-  # The trial process died with its controller: its log stops growing.
-  size = os.path.getsize(log_2)
-  time.sleep(3)
-  assert os.path.getsize(log_2) == size
-
-  result = cli(*flags, check=True)
-  assert 'resuming: 2 trials' in result.stdout
-  assert 'trial   2/3 re-running' in result.stdout
-  trials = store_lib.Store.open(job_dir, read_only=True).trials('search')
-  assert [t.id for t in trials] == [1, 2, 3]
-  assert all(t.status == 'completed' for t in trials)
-  assert trials[0] == killed[0]  # The finished trial is untouched.
-  assert trials[1].nas_params_str == killed[1].nas_params_str
-  assert trials[1].attempts == 2
-  assert [t.feedback_seq for t in trials] == [0, 1, 2]

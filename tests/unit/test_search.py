@@ -1,6 +1,7 @@
 """Search controller with a stand-in trial runner: exact replay of algorithm
 state after a crash, failures, the controller lock, the reward."""
 
+import sqlite3
 import types
 
 import pytest
@@ -136,3 +137,24 @@ def test_mnasnet_reward(hard, value, expected):
       exponent=0.07, hard=False)
   assert soft_paper.reward(metrics) == pytest.approx(
       0.8 * (1.0 / value) ** 0.07)
+
+
+def test_store_killed_before_its_schema_resumes(tmp_path):
+  """A controller killed between making the store file and its schema: a
+  reader is told there is no job yet, the resume's untouched check sees an
+  unstarted stage, and the resume makes the schema."""
+  job_dir = str(tmp_path)
+  db = sqlite3.connect(store_lib.store_path(job_dir))
+  db.execute('PRAGMA journal_mode=WAL')
+  db.close()
+  with pytest.raises(store_lib.StoreError, match='no nas-garden job in .* yet'):
+    store_lib.Store.open(job_dir, read_only=True)
+  untouched = store_lib.Store.open(job_dir, read_only=True, untouched=True)
+  assert not untouched.check_identity('search', {'seed': 1})
+  untouched.close()
+  store = store_lib.Store.open(job_dir, create=True)
+  store.claim_identity('search', {'seed': 1})
+  assert store.trials('search') == []
+  store.close()
+  assert store_lib.Store.open(job_dir, read_only=True).job_identity(
+      'search') == {'seed': 1}

@@ -173,6 +173,10 @@ class Store:
         raise StoreError(
             f'{path} was written by a newer nas-garden (store schema '
             f'{version} > {SCHEMA_VERSION}); upgrade nas-garden to use it')
+      if read_only and not untouched and version is None:  # Killed at birth.
+        db.close()
+        raise StoreError(f'no nas-garden job in {job_dir} yet (its store '
+                         f'{STORE_FILE} holds no schema)')
       if not read_only:
         db.execute('PRAGMA journal_mode=WAL')
         db.execute('PRAGMA synchronous=FULL')
@@ -229,6 +233,8 @@ class Store:
     return row[0] if row else None
 
   def job_identity(self, stage: str) -> Optional[Dict[str, Any]]:
+    if self._schema_version() is None:  # Killed before its schema was made.
+      return None
     value = self._meta_value(f'identity:{stage}')
     return json.loads(value) if value else None
 
