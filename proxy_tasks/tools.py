@@ -6,13 +6,15 @@ so it resumes after a kill like a search. A tool takes its settings as
 arguments and two callables: `run_stage(template, proposals, customize,
 identity_extra)` runs (or resumes) the stage `template.stage` training
 exactly `proposals` and returns its trials; `prepare(spec)` builds a trial's
-config without training (trainer.training.trial.prepare).
+config without training (trainer.training.trial.prepare). Proxy search
+also gives `run_stage` its early-stopping rule (`stopping=`).
 """
 
+import functools
 import json
 import os
 import random
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import pyglove as pg
 
@@ -20,6 +22,7 @@ from proxy_tasks import candidates as candidates_lib
 from proxy_tasks import model_selection
 from proxy_tasks import proxy_search
 from proxy_tasks import reference as reference_lib
+from proxy_tasks import stopping
 from proxy_tasks import variance
 import search_spaces
 from trainer import artifacts
@@ -307,20 +310,106 @@ def _candidate_spec(base: spec_lib.TrialSpec, candidate,
   return with_learning_curve(spec, prepare)
 
 
-def _proxy_run(t, batch_size: int,
-               quality_metric: str) -> Optional[proxy_search.ProxyRun]:
-  """A proxy trial's learning curve, training speed and compute, and
-  costs; None if it failed."""
-  if t.status != store_lib.COMPLETED:
-    return None
-  metrics = t.metrics
-  costs = {m: float(metrics[m]) for m in reference_lib.COST_METRICS
-           if isinstance(metrics.get(m), (int, float))}
-  flops = costs.get(objective.FLOPS)
-  return proxy_search.ProxyRun(
-      {e['step']: e[quality_metric] for e in metrics['evaluations']},
-      metrics['train_and_eval_s'] / metrics['train_steps'],
-      None if flops is None else batch_size * flops, costs)
+class _Plan(NamedTuple):
+  """How a candidate's trials train: batch, budget, evaluation steps."""
+  batch_size: int
+  train_steps: int
+  evaluation_steps: List[int]
+
+
+def _plan(prepared) -> _Plan:
+  trainer_config = prepared.params.trainer
+  return _Plan(prepared.params.task.train_data.global_batch_size,
+               trainer_config.train_steps,
+               proxy_search.evaluation_steps(
+                   trainer_config.train_steps,
+                   trainer_config.validation_interval))
+
+
+def _trained_steps(t: store_lib.Trial) -> int:
+  """The steps a proxy trial trained, to its last evaluation (the train
+  loop a stop cuts short is not counted)."""
+  evaluations = (t.metrics or {}).get('evaluations') or []
+  return max((e['step'] for e in evaluations), default=0)
+
+
+def _flops(t: store_lib.Trial, spec: spec_lib.TrialSpec,
+           prepare: Prepare) -> Optional[float]:
+  """Multiply-adds (billions) per image of a proxy trial's model: as the
+  trial counted them, else (stopped or failed before it did) as the
+  untrained model counts them."""
+  counted = (t.metrics or {}).get(objective.FLOPS)
+  if counted is not None:
+    return counted
+  from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  return trial.estimate_flops(prepare(spec.replace(
+      nas_params_str=t.nas_params_str)))
+
+
+def _compute(trials: List[store_lib.Trial], flops: List[Optional[float]],
+             plan: _Plan) -> Dict[str, Any]:
+  """Training compute (billions of multiply-adds) a candidate's trials
+  spent, and what training each to the budget would have; None where a
+  model's FLOPs are unknown."""
+  if None in flops:
+    return {'compute_spent': None, 'compute_full': None}
+  return {
+      'compute_spent': plan.batch_size * sum(
+          _trained_steps(t) * f for t, f in zip(trials, flops)),
+      'compute_full': plan.batch_size * plan.train_steps * sum(flops)}
+
+
+def _total(results: Dict[str, Dict[str, Any]], key: str) -> Optional[float]:
+  values = [r[key] for r in results.values()]
+  return None if None in values else sum(values)
+
+
+def _spent_text(spent: Optional[float], full: Optional[float]) -> str:
+  if spent is None or not full:
+    return 'compute not counted (no FLOPs)'
+  return (f'trained {spent:.3g} of a full run\'s {full:.3g} B multiply-adds '
+          f'({100 * spent / full:.0f}%)')
+
+
+def _candidate_result(models: List[reference_lib.ReferenceModel],
+                      trials: List[store_lib.Trial], spec: spec_lib.TrialSpec,
+                      plan: _Plan, quality_metric: str, threshold: float,
+                      prepare: Prepare) -> Dict[str, Any]:
+  """A candidate's τ by step and verdict from its trials (a stopped one
+  counts with the curve it reached), and the compute they spent."""
+  flops = [_flops(t, spec, prepare) for t in trials]
+  runs = [stopping.recorded_run(t, quality_metric,
+                                None if f is None else plan.batch_size * f)
+          for t, f in zip(trials, flops)]
+  return {
+      'trial_ids': [t.id for t in trials],
+      'stopped_trial_ids': [t.id for t in trials
+                            if t.status == store_lib.STOPPED],
+      'budget_steps': plan.train_steps,
+      'trained_steps': [_trained_steps(t) for t in trials],
+      **_compute(trials, flops, plan),
+      **proxy_search.evaluate(models, runs, threshold)}
+
+
+def _candidate_line(name: str, result: Dict[str, Any]) -> str:
+  by_step = ', '.join(
+      f'{r["step"]}: '
+      + ('-' if r['kendall_tau'] is None else f'{r["kendall_tau"]:.3f}')
+      for r in result['kendall_tau_by_step'])
+  verdict = 'does not pass'
+  if result['passed']:
+    compute = result['pass_train_compute']
+    seconds = result['pass_train_seconds']
+    verdict = (f'passes at step {result["pass_step"]} ('
+               + ('-' if compute is None else f'{compute:.3g}')
+               + ' B multiply-adds'
+               + ('' if seconds is None else f', {seconds:.1f} s')
+               + ' per model)')
+  stopped = len(result['stopped_trial_ids'])
+  return (f'{name}: kendall tau by step {by_step}; {verdict}; '
+          + (f'{stopped} of {len(result["trial_ids"])} trials stopped early; '
+             if stopped else '')
+          + _spent_text(result['compute_spent'], result['compute_full']))
 
 
 def search_proxy(job_dir: str, base: spec_lib.TrialSpec,
@@ -331,8 +420,9 @@ def search_proxy(job_dir: str, base: spec_lib.TrialSpec,
   """Trains the reference set under each candidate proxy (default: built-in
   candidates around `base`'s config) in turn; Kendall tau against
   full-training accuracy at every evaluation step; the cheapest passing
-  candidate. Writes proxy_search.json and proxy_search.png; returns what the
-  file holds."""
+  candidate. A candidate's trials stop once its verdict is known
+  (stopping.CandidateStopping). Writes proxy_search.json and
+  proxy_search.png; returns what the file holds."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   sample = base.replace(nas_params_str=models[0].nas_params_str)
   prepared = prepare(sample)
@@ -344,11 +434,18 @@ def search_proxy(job_dir: str, base: spec_lib.TrialSpec,
         len(tf.io.gfile.glob(task_config.train_data.input_path)))
   specs = [_candidate_spec(sample, c, prepare).replace(nas_params_str='')
            for c in candidates]
+  plans = [_plan(prepare(s.replace(nas_params_str=sample.nas_params_str)))
+           for s in specs]
   identity_extra = {
       'proxy_reference': [m.nas_params_str for m in models],
       'proxy_candidates': [[c.name, s.params_override, c.train_data_fraction]
                            for c, s in zip(candidates, specs)]}
   count = len(models)
+  run_stopping = functools.partial(run_stage, stopping=(
+      stopping.CandidateStopping(
+          job_dir, PROXY_SEARCH_STAGE, models,
+          [p.evaluation_steps for p in plans], prepared.quality_metric,
+          threshold)))
 
   def customize(t, spec):
     chosen = specs[(t.id - 1) // count]
@@ -358,7 +455,8 @@ def search_proxy(job_dir: str, base: spec_lib.TrialSpec,
 
   proposals: List[str] = []
   results: Dict[str, Dict[str, Any]] = {}
-  for index, (candidate, spec) in enumerate(zip(candidates, specs)):
+  for index, (candidate, spec, plan) in enumerate(zip(candidates, specs,
+                                                      plans)):
     proposals += [m.nas_params_str for m in models]
     override = candidate.params_override
     changes = [override if isinstance(override, str) else json.dumps(override)]
@@ -366,29 +464,14 @@ def search_proxy(job_dir: str, base: spec_lib.TrialSpec,
       changes.append(f'{candidate.train_data_fraction:g} of the training files')
     print(f'== proxy candidate {index + 1}/{len(candidates)} {candidate.name}: '
           + (', '.join(c for c in changes if c) or 'as configured'), flush=True)
-    trials = _run_part(job_dir, base, proposals, run_stage, customize,
+    trials = _run_part(job_dir, base, proposals, run_stopping, customize,
                        identity_extra)[-count:]
-    batch_size = prepare(spec.replace(
-        nas_params_str=sample.nas_params_str)).params.task.train_data.global_batch_size
-    result = proxy_search.evaluate(
-        models, [_proxy_run(t, batch_size, prepared.quality_metric)
-                 for t in trials], threshold)
     results[candidate.name] = {
         'candidate': candidate._asdict(),
         'params_override': spec.params_override,  # As the trials ran.
-        'trial_ids': [t.id for t in trials], **result}
-    by_step = ', '.join(
-        f'{r["step"]}: '
-        + ('-' if r['kendall_tau'] is None else f'{r["kendall_tau"]:.3f}')
-        for r in result['kendall_tau_by_step'])
-    verdict = 'does not pass'
-    if result['passed']:
-      compute = result['pass_train_compute']
-      verdict = (f'passes at step {result["pass_step"]} ('
-                 + ('-' if compute is None else f'{compute:.3g}')
-                 + ' B multiply-adds, '
-                 f'{result["pass_train_seconds"]:.1f} s per model)')
-    print(f'{candidate.name}: kendall tau by step {by_step}; {verdict}',
+        **_candidate_result(models, trials, spec, plan,
+                            prepared.quality_metric, threshold, prepare)}
+    print(_candidate_line(candidate.name, results[candidate.name]),
           flush=True)
   best = proxy_search.cheapest_passing(results)
   path = os.path.join(job_dir, PROXY_SEARCH_FILE)
@@ -396,12 +479,16 @@ def search_proxy(job_dir: str, base: spec_lib.TrialSpec,
       'search_space': base.search_space, 'correlation_threshold': threshold,
       'reference': reference_lib.to_rows(models), 'candidates': results,
       'best': best,
-      'best_train_steps': results[best]['pass_step'] if best else None}
+      'best_train_steps': results[best]['pass_step'] if best else None,
+      'compute_spent': _total(results, 'compute_spent'),
+      'compute_full': _total(results, 'compute_full')}
   _write_json(path, summary)
   from proxy_tasks import plots  # pylint: disable=g-import-not-at-top  (matplotlib: slow)
   plots.proxy_search(os.path.join(job_dir, PROXY_SEARCH_PLOT), results,
                      threshold, best)
   print(f'best proxy: {best}, trained to step {results[best]["pass_step"]}'
         if best else f'no candidate reached kendall tau {threshold:g}')
+  print('all candidates: ' + _spent_text(summary['compute_spent'],
+                                         summary['compute_full']))
   print(f'wrote {path} and {os.path.join(job_dir, PROXY_SEARCH_PLOT)}')
   return summary

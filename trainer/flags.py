@@ -123,6 +123,11 @@ flags.DEFINE_integer('max_parallel_trials', 1,
                      'Trials run at once (local subprocesses or Ray tasks).')
 flags.DEFINE_float('trial_timeout', 0.0,
                    'Seconds before a trial is stopped and failed (0: none).')
+flags.DEFINE_integer('trial_memory_limit_mb', None,
+                     'Resident memory (MB) each trial\'s processes may hold, '
+                     'measured every 0.2 s: past it they are killed and the '
+                     'trial fails as out of memory (local and Ray trials); '
+                     'default no cap.')
 flags.DEFINE_bool('skip_nan_error', True,
                   'A trial whose loss becomes NaN is recorded infeasible (its '
                   'reward 0, not counted by --max_failed_trials) instead of '

@@ -115,3 +115,10 @@ def read(trial_dir: str, returncode: int) -> Outcome:
 
 def timed_out(timeout_s: float) -> Outcome:
   return failed(TIMEOUT, f'timed out after {timeout_s:g} s')
+
+
+def over_memory_limit(limit_mb: int, used_mb: float) -> Outcome:
+  """A trial killed for holding more than --trial_memory_limit_mb; told
+  apart from the kernel's SIGKILL by naming the cap and what was measured."""
+  return failed(OOM, f'out of memory: exceeded --trial_memory_limit_mb='
+                f'{limit_mb} (measured peak {used_mb:.0f} MB resident)')

@@ -110,16 +110,51 @@ def test_export_dir_retrains_in_one_command(tmp_path, search_job):
     assert f.read() == exported
 
 
+STAGES = ('search', 'train', 'augment_search', 'final')
+
+
+def _all_trials(job_dir):
+  store = store_lib.Store.open(job_dir, read_only=True)
+  try:
+    return {(stage, t.id): t for stage in STAGES for t in store.trials(stage)}
+  finally:
+    store.close()
+
+
+def _trial_log(job_dir, stage):
+  return os.path.join(artifacts.trial_dir(job_dir, stage, 1), artifacts.LOG_FILE)
+
+
 @pytest.mark.slow
-def test_detection_pipeline_with_augmentation_and_final_model(tmp_path):
-  result = cli('--mode=pipeline', f'--job_dir={tmp_path}',
-               '--search_space=spinenet', '--max_trials=2', '--top_k=1',
-               '--augment_max_trials=2', f'--params_override={TINY}',
-               f'--train_params_override={TINY}', '--seed=6', timeout=3600)
+def test_detection_pipeline_killed_in_each_stage(tmp_path):
+  """SIGKILLed once inside each stage (a trial of search, train,
+  augment_search and final in training; export; report), then resumed to
+  the end: every finished trial is kept as it was."""
+  job_dir = str(tmp_path / 'job')
+  flags = ('--mode=pipeline', f'--job_dir={job_dir}', '--search_space=spinenet',
+           '--max_trials=2', '--top_k=1', '--augment_max_trials=2',
+           f'--params_override={TINY}', f'--train_params_override={TINY}',
+           '--seed=6')
+  output = str(tmp_path / 'controller.log')
+  kill_points = [(_trial_log(job_dir, stage), 'train | step') for stage in STAGES]
+  kill_points += [(output, '== 5/5 export and report'),  # Exporting.
+                  (output, 'exported final trial 1')]  # Writing the report.
+  finished = {}
+  for log, marker in kill_points:
+    kill_cli_when(flags, log, marker, tmp_path)
+    now = _all_trials(job_dir)
+    for key, trial in finished.items():
+      assert now[key] == trial, f'finished {key} changed or lost'
+    finished = {k: t for k, t in now.items() if t.status != 'running'}
+  assert not os.path.exists(os.path.join(job_dir, 'report.html'))
+
+  result = cli(*flags, timeout=3600)
   assert result.returncode == 0, result.stderr[-3000:]
-  store = store_lib.Store.open(str(tmp_path), read_only=True)
-  assert len(store.trials('augment_search')) == 2
-  [final] = store.trials('final')
-  assert final.status == 'completed'
-  with open(os.path.join(str(tmp_path), 'export', 'export.json')) as f:
+  now = _all_trials(job_dir)
+  for key, trial in finished.items():
+    assert now[key] == trial, f'finished {key} changed or lost'
+  assert all(t.status == 'completed' for t in now.values())
+  assert [len([k for k in now if k[0] == s]) for s in STAGES] == [2, 1, 2, 1]
+  with open(os.path.join(job_dir, 'export', 'export.json')) as f:
     assert '"final"' in f.read()
+  assert os.path.exists(os.path.join(job_dir, 'report.html'))

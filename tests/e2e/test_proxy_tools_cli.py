@@ -103,7 +103,10 @@ def test_variance_repeats_one_model_and_resumes(tmp_path):
 
 
 @pytest.mark.slow  # About 2 CPU-minutes: make test-all.
-def test_proxy_search_ranks_candidates_and_resumes(tmp_path):
+def test_proxy_search_ranks_candidates_stops_and_resumes(tmp_path):
+  """Each candidate's third trial stops at step 20 of 40, where τ over all
+  three models is known and reaches the threshold; killed in the second
+  candidate's first trial, the search resumes with the stopped trial kept."""
   job_dir = str(tmp_path / 'job')
   reference_path = tmp_path / 'reference.json'
   reference_path.write_text(json.dumps([
@@ -121,8 +124,11 @@ def test_proxy_search_ranks_candidates_and_resumes(tmp_path):
   assert 'proxy candidate 2/2 half_data' in result.stdout
 
   trials = store_lib.Store.open(job_dir, read_only=True).trials('proxy_search')
-  assert [(t.status, t.attempts) for t in trials] == [('completed', 1)] * 3 + [
-      ('completed', 2), ('completed', 1), ('completed', 1)]
+  assert [(t.status, t.attempts) for t in trials] == [
+      ('completed', 1), ('completed', 1), ('stopped', 1), ('completed', 2),
+      ('completed', 1), ('stopped', 1)]
+  steps = [[e['step'] for e in t.metrics['evaluations']] for t in trials]
+  assert steps == [[20, 40], [20, 40], [20]] * 2
   with open(os.path.join(artifacts.trial_dir(job_dir, 'proxy_search', 5),
                          'params.yaml')) as f:
     assert 'train-00000-of-00002' in f.read()  # Half of the two shards.
@@ -132,23 +138,33 @@ def test_proxy_search_ranks_candidates_and_resumes(tmp_path):
   for name, ids in (('as_configured', [1, 2, 3]), ('half_data', [4, 5, 6])):
     result_ = written['candidates'][name]
     assert result_['trial_ids'] == ids
-    assert [r['step'] for r in result_['kendall_tau_by_step']] == [20, 40]
-    for row in result_['kendall_tau_by_step']:
-      proxy = [next(e['top_1_accuracy'] for e in trials[i - 1].metrics[
-          'evaluations'] if e['step'] == row['step']) for i in ids]
-      expected = stats.kendalltau(proxy, full).statistic
-      if np.isnan(expected):
-        assert row['kendall_tau'] is None
-      else:
-        assert row['kendall_tau'] == pytest.approx(expected)
-    first_ranked = next(r['step'] for r in result_['kendall_tau_by_step']
-                        if r['kendall_tau'] is not None)
-    assert result_['passed'] and result_['pass_step'] == first_ranked
-    # Compute: steps x batch (32) x multiply-adds per image, median.
-    assert result_['pass_train_compute'] == pytest.approx(np.median(
-        [first_ranked * 32 * trials[i - 1].metrics['multi_add_flops_billion']
-         for i in ids]))
+    assert result_['stopped_trial_ids'] == [ids[2]]
+    at_20, at_40 = result_['kendall_tau_by_step']
+    proxy = [trials[i - 1].metrics['evaluations'][0]['top_1_accuracy']
+             for i in ids]
+    assert at_20['kendall_tau'] == pytest.approx(
+        stats.kendalltau(proxy, full).statistic)
+    assert (at_40['step'], at_40['num_models'], at_40['kendall_tau']) == (
+        40, 2, None)
+    assert result_['passed'] and result_['pass_step'] == 20
+    # Compute: steps x batch (32) x multiply-adds per image; the stopped
+    # trial's model counted untrained, as compute_full tells.
+    assert (result_['budget_steps'], result_['trained_steps']) == (
+        40, [40, 40, 20])
+    flops = [trials[i - 1].metrics['multi_add_flops_billion']
+             for i in ids[:2]]
+    flops.append(result_['compute_full'] / (32 * 40) - sum(flops))
+    assert flops[2] > 0
+    assert result_['compute_spent'] == pytest.approx(
+        32 * (40 * flops[0] + 40 * flops[1] + 20 * flops[2]))
+    assert result_['pass_train_compute'] == pytest.approx(
+        np.median([20 * 32 * f for f in flops]))
   candidates_ = written['candidates']
+  for key in ('compute_spent', 'compute_full'):
+    assert written[key] == pytest.approx(
+        sum(c[key] for c in candidates_.values()))
+  assert written['compute_spent'] < written['compute_full']
+  assert 'all candidates: trained' in result.stdout
   # The least compute; training time breaks the tie of equal compute.
   assert written['best'] == min(
       candidates_, key=lambda n: (candidates_[n]['pass_train_compute'],

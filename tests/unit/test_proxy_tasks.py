@@ -263,9 +263,11 @@ def test_kendall_tau_by_step_and_the_cheapest_passing_proxy():
 
   results = {'costly': outcome(True, 30.0, 5.0),
              'failing': outcome(False),
+             'untimed': outcome(True, 12.0),  # Its trials stopped.
              'cheap': outcome(True, 12.0, 9.0),
              'uncounted': outcome(True, None, 1.0)}
-  # Compute decides, not time; a candidate without counted FLOPs comes last.
+  # Compute decides, not time; a candidate without counted FLOPs comes
+  # last; time breaks a tie, untimed last.
   assert proxy_search.cheapest_passing(results) == 'cheap'
   assert proxy_search.cheapest_passing({'x': results['failing']}) is None
 

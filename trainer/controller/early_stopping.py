@@ -1,10 +1,12 @@
-"""The median stopping rule: end a trial that is already behind its peers.
+"""Early stopping: the controller asks a rule's `check(trial_dir, trials)`
+about each running trial and stops those it returns an outcome for.
 
 A trial appends each evaluation to `evaluations.jsonl` in its dir as it
-trains (metrics named as in metrics.json, plus `step`). Once it has evaluated
-at or after `step`, its quality there is compared with the finished trials'
-at the same step; below their median, it is stopped and rewarded on what it
-reached.
+trains (metrics named as in metrics.json, plus `step`). The median rule here
+ends a trial that is already behind its peers: once it has evaluated at or
+after `step`, its quality there is compared with the finished trials' at the
+same step; below their median, it is stopped and rewarded on what it
+reached. (The proxy search's rule is proxy_tasks.stopping.)
 """
 
 import json
@@ -35,6 +37,18 @@ def read_evaluations(trial_dir: str) -> List[Dict[str, Any]]:
   return [json.loads(line) for line in lines[:-1] if line]
 
 
+def stopped(trial_dir: str,
+            reported: Optional[Dict[str, Any]] = None) -> outcome.Outcome:
+  """The outcome of a trial stopped now: the metrics of `reported` (one of
+  its evaluations; by default the last, none before the first) and every
+  evaluation it wrote, the learning curve it reached."""
+  evaluations = read_evaluations(trial_dir)
+  reported = reported or (evaluations[-1] if evaluations else {'step': None})
+  metrics = {k: v for k, v in reported.items() if k != 'step'}
+  return outcome.stopped(dict(metrics, evaluated_step=reported['step'],
+                              evaluations=evaluations))
+
+
 class MedianStopping:
   """Stops a trial whose quality at `step` is below the finished trials'
   median there; needs `min_trials` finished trials that reached `step`."""
@@ -60,6 +74,4 @@ class MedianStopping:
       return None
     if self.quality(current) >= statistics.median(peers):
       return None
-    metrics = {k: v for k, v in current.items() if k != 'step'}
-    return outcome.stopped(dict(metrics, evaluated_step=current['step'],
-                                evaluations=read_evaluations(trial_dir)))
+    return stopped(trial_dir, current)

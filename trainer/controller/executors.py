@@ -10,8 +10,12 @@ orphan writing into a trial dir that a re-run is about to redo.
 On a machine with GPUs each trial process sees only its own
 (CUDA_VISIBLE_DEVICES): the local executor hands them out (`GpuSlots`), a Ray
 trial gets exactly those Ray assigned its task.
+
+With --trial_memory_limit_mb each trial's processes are held under that much
+resident memory (`MemoryCap`), as a cgroup's memory limit holds them.
 """
 
+import contextlib
 import ctypes
 import math
 import os
@@ -29,6 +33,7 @@ from trainer.training import devices
 
 _PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
+MB = 2**20
 # Loaded before any fork: the forked child only calls prctl.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith(
     'linux') else None
@@ -91,6 +96,73 @@ def start_process(python_args: List[str], trial_dir: str,
                              stdin=subprocess.DEVNULL, env=env,
                              preexec_fn=die_with_parent)
   return process, log
+
+
+def _children_by_parent() -> Dict[int, List[int]]:
+  """Every process's children, read from /proc/<pid>/stat (Linux)."""
+  children: Dict[int, List[int]] = {}
+  for name in os.listdir('/proc'):
+    if not name.isdigit():
+      continue
+    try:
+      with open(f'/proc/{name}/stat') as f:
+        stat = f.read()
+    except OSError:  # It ended meanwhile.
+      continue
+    # "pid (command) state ppid ...": the command may hold spaces and ")".
+    ppid = int(stat.rsplit(')', 1)[1].split()[1])
+    children.setdefault(ppid, []).append(int(name))
+  return children
+
+
+def process_tree(pid: int) -> List[int]:
+  """`pid` and every process descended from it."""
+  children = _children_by_parent()
+  tree = [pid]
+  for parent in tree:  # Grows as it is walked: breadth first.
+    tree.extend(children.get(parent, ()))
+  return tree
+
+
+def resident_bytes(pid: int) -> int:
+  """The process's resident memory (VmRSS); 0 once it has ended."""
+  try:
+    with open(f'/proc/{pid}/status') as f:
+      for line in f:
+        if line.startswith('VmRSS:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0  # Gone, or a zombie (which has no VmRSS).
+
+
+class MemoryCap:
+  """--trial_memory_limit_mb, enforced as a cgroup's out-of-memory killer
+  enforces memory.max: the resident memory of the trial process and all its
+  descendants, measured at each poll (every POLL_S), past `limit_mb` gets
+  every one of them SIGKILLed. Address-space limits cannot do this for
+  TensorFlow: it maps far more than it touches (RLIMIT_AS), and a trial over
+  RLIMIT_DATA aborts in a thread's allocation, indistinguishable from a
+  crash."""
+
+  def __init__(self, limit_mb: int):
+    self.limit_mb = limit_mb
+
+  def enforce(self, pid: int) -> Optional[outcome.Outcome]:
+    """Kills the process tree of `pid` if it holds more than the cap, and
+    returns the trial's outcome; None while it is under."""
+    tree = process_tree(pid)
+    used_mb = sum(resident_bytes(p) for p in tree) / MB
+    if used_mb <= self.limit_mb:
+      return None
+    for p in tree:
+      with contextlib.suppress(ProcessLookupError):
+        os.kill(p, signal.SIGKILL)
+    return outcome.over_memory_limit(self.limit_mb, used_mb)
+
+
+def memory_cap(limit_mb: Optional[int]) -> Optional[MemoryCap]:
+  return MemoryCap(limit_mb) if limit_mb else None
 
 
 class _Deadline:
@@ -178,13 +250,16 @@ def local_gpu_slots(gpus_per_trial: Optional[float],
 
 class RunningTrial:
   """A local trial: waiting for its GPUs while every slot is taken, then a
-  process in flight. Its timeout counts from the process's start."""
+  process in flight. Its timeout counts from the process's start; its
+  `memory_cap` is checked at each poll."""
 
   def __init__(self, python_args: List[str], trial_dir: str,
                timeout_s: Optional[float],
-               gpu_slots: Optional[GpuSlots] = None):
+               gpu_slots: Optional[GpuSlots] = None,
+               memory_cap: Optional[MemoryCap] = None):
     self._args, self._trial_dir = python_args, trial_dir
     self._timeout_s, self._gpu_slots = timeout_s, gpu_slots
+    self._memory_cap = memory_cap
     self._process = self._log = self._deadline = None
     self._gpus: Optional[List[str]] = None  # Held from start to end.
     self._start_if_free()
@@ -217,13 +292,20 @@ class RunningTrial:
       return None
     returncode = self._process.poll()
     if returncode is None:
-      if not self._deadline.passed():
-        return None
-      self.stop()
-      return self._deadline.expired()
+      ending = self._over_limits()
+      if ending is not None:
+        self.stop()
+      return ending
     self._log.close()
     self._release_gpus()
     return outcome.read(self._trial_dir, returncode)
+
+  def _over_limits(self) -> Optional[outcome.Outcome]:
+    """The ending of a running trial past its deadline or over its memory
+    cap (which killed it); None while within both."""
+    if self._deadline.passed():
+      return self._deadline.expired()
+    return self._memory_cap and self._memory_cap.enforce(self._process.pid)
 
   def stop(self) -> None:
     """Ends the trial process now (timeout, early stopping), or its wait."""
@@ -244,23 +326,27 @@ class RunningTrial:
 class LocalExecutor:
   """Starts each trial as a subprocess on this machine, with its own GPUs
   from `gpu_slots` (None: the CUDA_VISIBLE_DEVICES this process has); a
-  trial started while every slot is taken waits for one.
+  trial started while every slot is taken waits for one. A trial over
+  `memory_limit_mb` (None: no cap) is killed and fails as out of memory.
 
   Processes are started from the calling (main) thread and polled, never
   waited on from threads: `preexec_fn` is unsafe once threads exist.
   """
 
   def __init__(self, timeout_s: float = 0,
-               gpu_slots: Optional[GpuSlots] = None):
+               gpu_slots: Optional[GpuSlots] = None,
+               memory_limit_mb: Optional[int] = None):
     self.timeout_s = timeout_s or None
     self.gpu_slots = gpu_slots
+    self.memory_cap = memory_cap(memory_limit_mb)
 
   def start(self, python_args: List[str], trial_dir: str,
             on_rerun: Optional[Callable[[str], None]] = None) -> RunningTrial:
     """`on_rerun` is for executors that re-run a trial whose machine died;
     a local trial's death is its own failure."""
     del on_rerun
-    return RunningTrial(python_args, trial_dir, self.timeout_s, self.gpu_slots)
+    return RunningTrial(python_args, trial_dir, self.timeout_s, self.gpu_slots,
+                        self.memory_cap)
 
   def run(self, python_args: List[str], trial_dir: str) -> outcome.Outcome:
     """Runs one trial to its end."""
@@ -268,24 +354,40 @@ class LocalExecutor:
 
 
 def run_trial_process(python_args: List[str], trial_dir: str,
-                      visible_gpus: Optional[Sequence[str]] = None
+                      visible_gpus: Optional[Sequence[str]] = None,
+                      memory_limit_mb: Optional[int] = None
                       ) -> outcome.Outcome:
   """Runs a trial process to its end where this is called (a Ray worker);
-  `visible_gpus` as in `start_process`."""
+  `visible_gpus` as in `start_process`, `memory_limit_mb` as in
+  `LocalExecutor`."""
   process, log = start_process(python_args, trial_dir, visible_gpus)
   try:
-    returncode = process.wait()
+    ending = _wait(process, memory_cap(memory_limit_mb))
   finally:
     log.close()
-  return outcome.read(trial_dir, returncode)
+  return ending or outcome.read(trial_dir, process.returncode)
 
 
-def run_ray_task(python_args: List[str], trial_dir: str) -> outcome.Outcome:
+def _wait(process: subprocess.Popen,
+          cap: Optional[MemoryCap]) -> Optional[outcome.Outcome]:
+  """Waits for the process to end; the outcome if the cap killed it."""
+  while cap is not None and process.poll() is None:
+    ending = cap.enforce(process.pid)
+    if ending is not None:
+      process.wait()
+      return ending
+    time.sleep(POLL_S)
+  process.wait()
+  return None
+
+
+def run_ray_task(python_args: List[str], trial_dir: str,
+                 memory_limit_mb: Optional[int] = None) -> outcome.Outcome:
   """A Ray task's trial, on exactly the GPUs Ray assigned the task: none for
   a task given no GPU (to which Ray leaves every GPU of its node)."""
   import ray  # pylint: disable=g-import-not-at-top  (the ray extra)
   assigned = ray.get_runtime_context().get_accelerator_ids().get('GPU', [])
-  return run_trial_process(python_args, trial_dir, assigned)
+  return run_trial_process(python_args, trial_dir, assigned, memory_limit_mb)
 
 
 class RayExecutor:
@@ -293,7 +395,8 @@ class RayExecutor:
   `gpus_per_trial` GPUs (None: 1 where the cluster has GPUs), on an
   existing cluster (`address`: 'auto' or 'ray://host:port') or, without an
   address, on a local Ray instance sized for `max_parallel_trials` trials.
-  The controller and its store stay here.
+  The controller and its store stay here. `memory_limit_mb` caps each
+  trial's processes as in `LocalExecutor`, enforced by its Ray worker.
 
   Trial dirs are written by the workers: on a cluster the job dir must be on
   storage every node sees (a shared file system, or gs://).
@@ -302,10 +405,12 @@ class RayExecutor:
   def __init__(self, address: str = '', cpus_per_trial: float = 1,
                gpus_per_trial: Optional[float] = None,
                max_parallel_trials: int = 1,
-               timeout_s: float = 0):
+               timeout_s: float = 0,
+               memory_limit_mb: Optional[int] = None):
     import ray  # pylint: disable=g-import-not-at-top  (the ray extra)
     self.ray = ray
     self.timeout_s = timeout_s or None
+    self.memory_limit_mb = memory_limit_mb
     if not ray.is_initialized():
       options = dict(include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
@@ -326,7 +431,7 @@ class RayExecutor:
     return RayTrial(self, python_args, trial_dir, on_rerun)
 
   def submit(self, python_args: List[str], trial_dir: str):
-    return self._task.remote(python_args, trial_dir)
+    return self._task.remote(python_args, trial_dir, self.memory_limit_mb)
 
 
 class RayTrial:

@@ -197,6 +197,10 @@ class Search:
                      error, started)
       return
     status, metrics = ending.status, ending.metrics
+    if status == outcome_lib.STOPPED and not metrics['evaluations']:
+      # Stopped before its first evaluation: nothing to reward.
+      self._finish(trial, dna, status, metrics, None, None, started)
+      return
     try:
       reward = self.objective.reward(metrics)
       self.objective.feedback(status, metrics, reward)

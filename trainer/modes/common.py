@@ -106,13 +106,16 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
               trial_flags: Callable[[store_lib.Trial], Dict[str, Any]] = (
                   lambda t: {}),
               identity_extra: Optional[Dict[str, Any]] = None,
+              stopping=None,
               ) -> List[store_lib.Trial]:
   """Validates everything, then runs or resumes the stage `template.stage`
   of the job in `stage_dir`; returns its trials.
 
   With `proposals` (nas_params_str) the stage trains exactly those, in
   order, instead of searching. `customize(trial, spec)` changes a trial's
-  spec; `trial_flags(trial)` adds flags to its command.
+  spec; `trial_flags(trial)` adds flags to its command. `stopping`, an
+  early-stopping rule (`check(trial_dir, trials)`, as
+  early_stopping.MedianStopping), replaces --early_stopping's.
   """
   from trainer.training import trial as trial_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
   stage = template.stage
@@ -120,6 +123,9 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
     raise UsageError('--max_trials must be at least 1')
   if args.max_parallel_trials < 1:
     raise UsageError('--max_parallel_trials must be at least 1')
+  if args.trial_memory_limit_mb is not None and args.trial_memory_limit_mb < 1:
+    raise UsageError(f'--trial_memory_limit_mb={args.trial_memory_limit_mb}: '
+                     'give a positive number of MB (or leave it out: no cap)')
   store_lib.check_writable(stage_dir)  # Built-in data is written there first.
   _check_existing_store(stage_dir)  # Before built-in data is written.
   data_dir = artifacts.data_dir(stage_dir)
@@ -139,8 +145,8 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
   template = template.replace(experiment=prepared.experiment,
                               config_file=prepared.config_file)
   goal = objective(args, prepared.quality_metric, algorithm.multi_objective)
-  stopping = (None if proposals else
-              _early_stopping(args, prepared.params.trainer, goal))
+  stopping = stopping or (None if proposals else
+                          _early_stopping(args, prepared.params.trainer, goal))
   identity = {**template.identity(configs.text(prepared.config_file)),
               **goal.identity(), **_search_settings(args, algorithm_name),
               **(identity_extra or {})}
@@ -238,7 +244,8 @@ def _executor(args):
       print(f'--max_parallel_trials={args.max_parallel_trials} but GPUs '
             f'{",".join(gpu_slots.gpus)} hold {at_once} trials at once: the '
             'others wait for a free GPU', flush=True)
-    return executors.LocalExecutor(args.trial_timeout, gpu_slots)
+    return executors.LocalExecutor(args.trial_timeout, gpu_slots,
+                                   args.trial_memory_limit_mb)
   if args.cpus_per_trial <= 0 or (args.gpus_per_trial or 0) < 0:
     raise UsageError('--cpus_per_trial must be positive and --gpus_per_trial '
                      'not negative')
@@ -250,7 +257,8 @@ def _executor(args):
   try:
     return executors.RayExecutor(
         args.ray_address, args.cpus_per_trial, args.gpus_per_trial,
-        args.max_parallel_trials, args.trial_timeout)
+        args.max_parallel_trials, args.trial_timeout,
+        args.trial_memory_limit_mb)
   except (ConnectionError, RuntimeError) as e:
     raise UsageError(f'cannot use the Ray cluster at '
                      f'{args.ray_address or "a new local instance"}: '

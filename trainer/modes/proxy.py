@@ -1,5 +1,7 @@
 """The proxy-task modes: flags in, proxy_tasks.tools out."""
 
+import os
+
 from proxy_tasks import candidates as candidates_lib
 from proxy_tasks import reference as reference_lib
 from proxy_tasks import tools
@@ -15,10 +17,11 @@ def _tool_inputs(args, job_dir: str):
   """(run_stage, prepare) for proxy_tasks.tools, bound to this job."""
   from trainer.training import trial  # pylint: disable=g-import-not-at-top  (TensorFlow)
 
-  def run_stage(template, proposals, customize=None, identity_extra=None):
+  def run_stage(template, proposals, customize=None, identity_extra=None,
+                stopping=None):
     return common.run_stage(args, job_dir, template, 'fixed', len(proposals),
                             proposals=proposals, customize=customize,
-                            identity_extra=identity_extra)
+                            identity_extra=identity_extra, stopping=stopping)
 
   def prepare(spec):
     return trial.prepare(spec, artifacts.data_dir(job_dir))
