@@ -16,7 +16,7 @@ $(STAMP): requirements.lock setup.py
 
 # Search, full training of the best two, export and report (ends with its path).
 demo: $(STAMP)
-	rm -rf $(DEMO_DIR)
+	@rm -rf $(DEMO_DIR)
 	$(VENV)/bin/nas-garden --mode=pipeline --job_dir=$(DEMO_DIR) \
 	  --search_space=mnasnet --population_size=4 --tournament_size=4 \
 	  --max_trials=10 --top_k=2 --seed=0

@@ -29,16 +29,17 @@ Flags are defined in trainer/flags.py; each mode lives in trainer/modes/.
 
 import os
 import sys
+import traceback
+from typing import Optional
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TensorFlow loads.
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 
+from trainer import fileio
 from trainer import flags as nas_flags
 from trainer import outcome
 from trainer import platform_flags
+from trainer import quiet
 from trainer.controller import search
 from trainer.controller import store as store_lib
 from trainer.modes import proxy
@@ -67,14 +68,65 @@ USER_ERRORS = (ValueError, FileNotFoundError, store_lib.StoreError,
 
 
 def main(argv) -> None:
+  """Runs the mode. Below --verbosity=1 what TensorFlow and libraries print
+  goes to the job's nas-garden.log (quiet.HiddenLog), not the terminal."""
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  verbose = flags.FLAGS.verbosity >= 1
+  # Before TensorFlow loads: warnings and errors, or every log when verbose.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0' if verbose else '1')
+  if verbose or flags.FLAGS.mode == 'trial':  # A trial's stderr is its log.
+    _exit_on(_run_mode(), sys.stderr)
+  else:
+    _run_quietly()
+
+
+def _run_mode() -> Optional[str]:
+  """Runs the mode; returns the one-line message of an error that is the
+  user's to fix, None if it succeeded."""
   try:
     platform_flags.apply(flags.FLAGS)  # Vertex AI NAS's flags, as ours.
     args = nas_flags.Args.parsed(flags.FLAGS)
     MODE_TABLE[args.mode](args)
   except USER_ERRORS as e:
-    print(f'nas-garden: error: {outcome.one_line(e)}', file=sys.stderr)
+    return f'nas-garden: error: {outcome.one_line(e)}'
+  return None
+
+
+def _run_quietly() -> None:
+  """Runs the mode with stderr hidden in a log. The log is kept in the job
+  dir, except after a user error (its one line says what to fix, and the
+  job dir stays as it was); our own bug's traceback goes there too, and the
+  terminal gets its one line and the log's path."""
+  log = quiet.HiddenLog()
+  try:
+    error = _run_mode()
+  except Exception as e:  # pylint: disable=broad-except
+    traceback.print_exc()
+    error = (f'nas-garden: internal error: {outcome.one_line(e)} (traceback '
+             f'in {log.keep(_log_folder())})')
+  except BaseException:  # Interrupted: what it printed so far is kept.
+    log.keep(_log_folder())
+    raise
+  else:
+    if not error:
+      log.keep(_log_folder())
+  _exit_on(error, log.console)
+
+
+def _log_folder() -> Optional[str]:
+  """The local folder the command writes to: --job_dir's (its store's, for
+  a URL job dir), else --output_prefix's (make_data)."""
+  if flags.FLAGS.job_dir:
+    return store_lib.location(fileio.absolute(flags.FLAGS.job_dir))
+  if flags.FLAGS.output_prefix:
+    return os.path.dirname(fileio.absolute(flags.FLAGS.output_prefix))
+  return None
+
+
+def _exit_on(error: Optional[str], console) -> None:
+  if error:
+    print(error, file=console)
     sys.exit(1)
 
 

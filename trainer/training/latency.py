@@ -266,7 +266,8 @@ def measure_in_subprocess(saved_model_dir: str, warmup_runs: int = 20,
   CUDA_VISIBLE_DEVICES, is passed on) and allocates memory as it needs it;
   the caller must not hold the whole GPU (TensorFlow's default) or the
   worker cannot run.
-  Raises RuntimeError with the worker's last stderr line when it fails.
+  The worker's stderr (TensorFlow's logs) goes on to this process's stderr:
+  a trial's trial.log. Raises RuntimeError with its last line when it fails.
   """
   command = [sys.executable, '-m', 'trainer.training.latency',
              f'--saved_model_dir={fileio.absolute(saved_model_dir)}',
@@ -280,6 +281,7 @@ def measure_in_subprocess(saved_model_dir: str, warmup_runs: int = 20,
   except subprocess.TimeoutExpired as e:
     raise RuntimeError(f'latency measurement of {saved_model_dir} took over '
                        f'{timeout_s:g} s') from e
+  sys.stderr.write(result.stderr)
   if result.returncode != 0:
     stderr_lines = result.stderr.strip().splitlines()
     raise RuntimeError(stderr_lines[-1] if stderr_lines else
