@@ -1,0 +1,65 @@
+"""Every registered space searches in `make test`: a real one-trial search
+through the CLI for each space no other default test searches."""
+
+import pytest
+
+import search_spaces
+from tests.conftest import cli
+from tests.e2e.test_augment_search import _fixture_sample
+from tests.e2e.test_detection_segmentation import TINY
+from trainer.controller import store as store_lib
+
+# Searched with real trials by other tests of the default suite.
+SEARCHED_ELSEWHERE = {
+    'mnasnet': 'test_search_cli.py (classification), '
+               'test_detection_segmentation.py (detection)',
+    'spinenet': 'test_detection_segmentation.py',
+    'nasfpn': 'test_detection_segmentation.py (segmentation)',
+    'randaugment_detection': 'test_augment_search.py',
+}
+# Architecture spaces: a detection search. Augmentation spaces: a policy
+# search for a fixed base architecture of their task.
+ARCHITECTURES = ['efficientnet_v2', 'spinenet_v2', 'spinenet_mbconv',
+                 'spinenet_scaling']
+AUGMENTATIONS = {
+    'randaugment_segmentation': ('nasfpn', 'nas_semantic_segmentation', 'miou'),
+    'autoaugment_detection': ('mnasnet', 'nas_retinanet', 'AP'),
+    'autoaugment_segmentation': ('nasfpn', 'nas_semantic_segmentation', 'miou'),
+}
+
+
+def test_every_registered_space_is_searched():
+  searched = set(SEARCHED_ELSEWHERE) | set(ARCHITECTURES) | set(AUGMENTATIONS)
+  assert set(search_spaces.list_search_spaces()) == searched
+
+
+def _one_trial(job_dir, stage, *flags):
+  result = cli(f'--job_dir={job_dir}', '--max_trials=1',
+               '--max_failed_trials=1', f'--params_override={TINY}',
+               '--seed=7', *flags, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  [trial] = store_lib.Store.open(str(job_dir), read_only=True).trials(stage)
+  assert trial.status == 'completed', trial.error
+  return trial
+
+
+@pytest.mark.parametrize('space', ARCHITECTURES)
+def test_architecture_space_searches(tmp_path, space):
+  trial = _one_trial(tmp_path, 'search', '--mode=search',
+                     f'--search_space={space}', '--experiment=nas_retinanet')
+  assert trial.reward == pytest.approx(trial.metrics['AP'])
+  assert trial.metrics['multi_add_flops_billion'] > 0
+  search_spaces.dna_from_nas_params(  # A point of the space, as stored.
+      search_spaces.get_search_space(space), trial.nas_params_str)
+
+
+@pytest.mark.parametrize('space', sorted(AUGMENTATIONS))
+def test_augmentation_space_searches(tmp_path, space):
+  base, experiment, metric = AUGMENTATIONS[space]
+  trial = _one_trial(tmp_path, 'augment_search', '--mode=augment_search',
+                     f'--search_space={space}', f'--experiment={experiment}',
+                     f'--base_search_space={base}',
+                     f'--base_nas_params_str={_fixture_sample(base)}')
+  assert trial.reward == pytest.approx(trial.metrics[metric])
+  search_spaces.dna_from_nas_params(
+      search_spaces.get_search_space(space), trial.nas_params_str)
