@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= jobs/demo
+# Tests run in this many pytest-xdist workers, a test file per worker at a
+# time: trials spend much of their time in single-threaded start-up.
+TEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: demo test test-unit test-all clean
 
@@ -22,15 +26,15 @@ demo: $(STAMP)
 	  --max_trials=10 --top_k=2 --seed=0
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q tests
+	$(PYTEST) tests
 
 # Only the tests that import modules (minutes), not those that run the CLI.
 test-unit: $(STAMP)
-	$(VENV)/bin/python -m pytest -q tests/unit
+	$(PYTEST) tests/unit
 
 # Also the slow matrix: a real 2-trial search for every space and task.
 test-all: $(STAMP)
-	$(VENV)/bin/python -m pytest -q tests -m "slow or not slow"
+	$(PYTEST) tests -m "slow or not slow"
 
 clean:
 	rm -rf $(VENV) jobs *.egg-info

