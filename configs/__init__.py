@@ -46,8 +46,8 @@ PAIRS = (
 
 # `<stage>_<hardware>`: its layers, in order ({pair}: the name's pair).
 VARIANTS = {
-    'search_cpu': ('{pair}', '{pair}_tiny', 'cpu'),
-    'train_cpu': ('{pair}', '{pair}_tiny', 'cpu', 'train_cpu'),
+    'search_cpu': ('{pair}', 'cpu', '{pair}_tiny'),
+    'train_cpu': ('{pair}', 'cpu', '{pair}_tiny', 'train_cpu'),
     'search_gpu': ('{pair}', '{pair}_proxy', 'gpu'),
     'search_tpu': ('{pair}', '{pair}_proxy', 'tpu'),
     'train_gpu': ('{pair}', '{pair}_full', 'gpu'),

@@ -21,6 +21,8 @@ from tests.conftest import REPO
 
 # The keys of each bench's last line (at least these).
 EXPECTED_KEYS = {
+    'architecture_spread.py': {'arch_spread_std', 'seed_std', 'ratio',
+                               'mean_accuracy', 'trial_s', 'wall_s'},
     'augment_throughput.py': {'ours_images_per_s', 'model_garden_images_per_s',
                               'ratio'},
     # Its CPU parts: without a GPU the GPU figures are null.

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import search_spaces
-from tests.conftest import TINY_OVERRIDE, cli, search_flags
+from tests.conftest import TINY_OVERRIDE, TINY_STEPS, cli, search_flags
 from trainer import algorithms
 from trainer import artifacts
 from trainer.controller import early_stopping
@@ -30,8 +30,11 @@ def test_trials_stream_their_evaluations(search_job):
 
 
 def test_over_budget_candidates_are_not_trained(tmp_path):
-  result = cli(*search_flags(tmp_path, 2, '--max_flops_multi_adds_billion=1e-6'),
-               check=True)
+  # No data named: the built-in default, the generated shapes, is written.
+  result = cli(*search_flags(tmp_path, 2, '--max_flops_multi_adds_billion=1e-6',
+                             override=TINY_STEPS), check=True)
+  assert os.listdir(tmp_path / 'data') == ['shapes_64']
+  assert (tmp_path / 'data' / 'shapes_64' / 'COMPLETE').exists()
   trials = store_lib.Store.open(str(tmp_path), read_only=True).trials('search')
   assert [(t.id, t.status, t.reward) for t in trials] == [
       (1, 'infeasible', 0.0), (2, 'infeasible', 0.0)]

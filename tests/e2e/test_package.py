@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import DIGITS, FIXTURES, REPO
 
 # What a clean checkout lacks (.gitignore): building in the repo itself would
 # leave build/ and *.egg-info there, and an old egg-info's file list leaks
@@ -23,11 +23,11 @@ NOT_IN_A_CHECKOUT = ('.venv', '.git', '*.egg-info', 'build', 'dist',
 # Where the package's files live in the repo (setup.py ships these).
 PACKAGED = ('search_spaces.py', 'trainer/**/*.py', 'augment/**/*.py',
             'proxy_tasks/**/*.py', 'configs/*.py', 'configs/*.yaml')
-# A real trial of 4 steps at batch 8: seconds, not minutes.
+# A real trial of 4 steps at batch 8 on digits: seconds, not minutes.
 FOUR_STEPS = ('trainer.train_steps=4,trainer.steps_per_loop=2,'
               'trainer.summary_interval=2,trainer.validation_interval=4,'
               'trainer.checkpoint_interval=4,'
-              'task.train_data.global_batch_size=8')
+              f'task.train_data.global_batch_size=8,{DIGITS}')
 
 
 def packaged_files():

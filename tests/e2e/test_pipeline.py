@@ -6,15 +6,16 @@ import os
 
 import pytest
 
-from tests.conftest import TINY_OVERRIDE, cli, kill_cli_when
+from tests.conftest import DIGITS, TINY_OVERRIDE, cli, kill_cli_when
 from tests.e2e.test_detection_segmentation import TINY
 from trainer import artifacts
 from trainer.controller import store as store_lib
 
-# Full training, tiny: 40 steps with an evaluation every 20.
+# Full training, tiny: 40 steps with an evaluation every 20, on digits.
 TINY_TRAIN = ('trainer.train_steps=40,trainer.steps_per_loop=20,'
               'trainer.summary_interval=20,trainer.validation_interval=20,'
-              'trainer.checkpoint_interval=20,task.train_data.global_batch_size=32')
+              'trainer.checkpoint_interval=20,task.train_data.global_batch_size=32,'
+              f'{DIGITS}')
 
 
 def test_train_mode_retrains_the_top_k_with_warm_start(search_job, tmp_path):

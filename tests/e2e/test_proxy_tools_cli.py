@@ -12,15 +12,15 @@ from scipy import stats
 
 import search_spaces
 from proxy_tasks import variance
-from tests.conftest import TINY_OVERRIDE, cli, kill_cli_when
+from tests.conftest import DIGITS, TINY_OVERRIDE, cli, kill_cli_when
 from trainer import artifacts
 from trainer.controller import store as store_lib
 
-# Full training, tiny: 40 steps with an evaluation every 20.
+# Full training, tiny: 40 steps with an evaluation every 20, on digits.
 TINY_TRAIN = ('trainer.train_steps=40,trainer.steps_per_loop=20,'
               'trainer.summary_interval=20,trainer.validation_interval=20,'
               'trainer.checkpoint_interval=20,'
-              'task.train_data.global_batch_size=32')
+              f'task.train_data.global_batch_size=32,{DIGITS}')
 
 
 def _architectures(count, seed=0):

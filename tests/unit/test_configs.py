@@ -111,7 +111,7 @@ def test_config_file_list_applies_in_order_later_wins(tmp_path):
   params = _load(f'mnasnet_classification_search_cpu,{first},{second}')
   assert params.trainer.train_steps == 250  # second over first
   assert params.trainer.max_to_keep == 2  # first over the shipped config
-  assert params.task.model.input_size == [32, 32, 3]  # the shipped config
+  assert params.task.model.input_size == [64, 64, 3]  # the shipped config
   assert _load(f'mnasnet_classification_search_cpu,{second},{first}'
                ).trainer.train_steps == 150
   # A shipped name later in the list overrides the files before it.

@@ -1,9 +1,22 @@
-"""Built-in digits are written in Model Garden's classification format."""
+"""Built-in classification data (digits, generated shapes) is written in
+Model Garden's classification format."""
 
+import os
+
+import numpy as np
+import pytest
 import tensorflow as tf
 
 from official.vision.dataloaders import classification_input
+import configs
+from tests.conftest import mnasnet_sample
+from trainer import spec as spec_lib
 from trainer.datasets import data
+from trainer.datasets import shapes
+from trainer.training import experiments
+from trainer.training import trial
+
+SMALL = 'task.model.input_size=[32,32,3]'
 
 
 def test_digits_tfrecords_decode_with_model_garden(tmp_path):
@@ -38,3 +51,67 @@ def test_split_is_seeded(tmp_path):
   assert len(records(a.train)) == a.num_train
   assert records(a.eval) == records(b.eval)
   assert records(a.eval) != records(c.eval)
+
+
+def test_shapes_are_deterministic_balanced_and_64_px():
+  images, labels = shapes.split_arrays(seed=3, split=1, count=600)
+  again, same_labels = shapes.split_arrays(seed=3, split=1, count=600)
+  assert images.shape == (600, 64, 64, 3) and images.dtype == np.uint8
+  assert np.array_equal(images, again) and np.array_equal(labels, same_labels)
+  other, _ = shapes.split_arrays(seed=4, split=1, count=600)
+  assert not np.array_equal(images, other)
+  counts = np.bincount(labels, minlength=shapes.NUM_CLASSES)
+  assert shapes.NUM_CLASSES >= 10 and len(counts) == shapes.NUM_CLASSES
+  assert counts.max() - counts.min() <= 1
+  # Not blank: every image has the spread of a drawn scene.
+  assert images.reshape(600, -1).std(axis=1).min() > 10
+
+
+def test_shapes_tfrecords_decode_with_model_garden(tmp_path):
+  paths = shapes.make_shapes(str(tmp_path / 'shapes'), num_train=60,
+                             num_eval=45)
+  assert (paths.num_classes, paths.num_train, paths.num_eval) == (
+      shapes.NUM_CLASSES, 60, 45)
+  decoder = classification_input.Decoder()
+  labels = []
+  for record in tf.data.TFRecordDataset(tf.io.gfile.glob(paths.eval)):
+    decoded = decoder.decode(record)
+    assert tuple(tf.io.decode_jpeg(decoded['image/encoded']).shape) == (
+        64, 64, 3)
+    labels.append(int(decoded['image/class/label']))
+  assert sorted(labels) == sorted(np.arange(45) % shapes.NUM_CLASSES)
+  # Written once: the same settings reuse the files, and the same seed gives
+  # the same bytes in another directory.
+  mtime = tf.io.gfile.stat(tf.io.gfile.glob(paths.train)[0]).mtime_nsec
+  assert shapes.make_shapes(str(tmp_path / 'shapes'), num_train=60,
+                            num_eval=45) == paths
+  assert tf.io.gfile.stat(tf.io.gfile.glob(paths.train)[0]).mtime_nsec == mtime
+  copy = shapes.make_shapes(str(tmp_path / 'copy'), num_train=60, num_eval=45)
+
+  def records(pattern):
+    return [r.numpy() for r in tf.data.TFRecordDataset(
+        sorted(tf.io.gfile.glob(pattern)))]
+
+  assert records(copy.train) == records(paths.train)
+
+
+
+def test_builtin_data_is_chosen_by_name(tmp_path):
+  params = experiments.load_experiment_config(
+      'nas_image_classification',
+      configs.resolve('mnasnet_classification_search_cpu'))
+  assert params.task.builtin_data == 'shapes'  # The default.
+
+  def prepare(name):
+    return trial.prepare(spec_lib.TrialSpec(
+        'mnasnet', nas_params_str=mnasnet_sample(),
+        params_override=f'task.builtin_data={name},{SMALL}'), str(tmp_path))
+
+  task = prepare('digits').params.task
+  assert task.model.num_classes == data.DIGITS_CLASSES
+  assert task.train_data.input_path == str(tmp_path / 'digits_32' / 'train-*')
+  with pytest.raises(experiments.ConfigError,
+                     match="unknown task.builtin_data 'mnist'; valid: digits, "
+                           'shapes'):
+    prepare('mnist')
+  assert os.listdir(tmp_path) == ['digits_32']

@@ -77,8 +77,12 @@ class NasImageClassificationModel(image_classification.ImageClassificationModel)
 
 @dataclasses.dataclass
 class NasImageClassificationTask(image_classification.ImageClassificationTask):
+  """`builtin_data` names the built-in data trained on when the config and
+  flags give none: `shapes` (generated shape x texture crops, which rank
+  architectures) or `digits` (scikit-learn's, which do not)."""
   model: NasImageClassificationModel = dataclasses.field(
       default_factory=NasImageClassificationModel)
+  builtin_data: str = 'shapes'
 
 
 @task_factory.register_task_cls(NasImageClassificationTask)

@@ -36,6 +36,7 @@ from trainer.training import devices
 from trainer.training import experiments
 from trainer.training import latency
 from trainer.datasets import scenes
+from trainer.datasets import shapes
 
 
 class TaskFamily(NamedTuple):
@@ -270,7 +271,7 @@ def _data_override(inputs: spec_lib.TrialSpec, data_dir: str,
     return {}
   size = params.task.model.input_size[0] if params.task.model.input_size else 32
   if task == 'classification':
-    paths = data.make_digits(os.path.join(data_dir, f'digits_{size}'), size)
+    paths = _builtin_classification(params.task.builtin_data, data_dir, size)
     return {'train_data': {'input_path': paths.train},
             'validation_data': {'input_path': paths.eval},
             'model': {'num_classes': paths.num_classes}}
@@ -282,6 +283,20 @@ def _data_override(inputs: spec_lib.TrialSpec, data_dir: str,
   if task == 'detection':
     override['annotation_file'] = scene_data.eval_annotation_file
   return override
+
+
+def _builtin_classification(name: str, data_dir: str,
+                            size: int) -> data.DataPaths:
+  """Built-in classification data `name` (task.builtin_data), written once
+  under `data_dir`: digits at the config's image size; shapes always at 64
+  px (the input pipeline resizes), so proxies at other sizes see the same
+  images."""
+  if name == 'shapes':
+    return shapes.make_shapes(os.path.join(data_dir, 'shapes_64'))
+  if name == 'digits':
+    return data.make_digits(os.path.join(data_dir, f'digits_{size}'), size)
+  raise experiments.ConfigError(
+      f'unknown task.builtin_data {name!r}; valid: digits, shapes')
 
 
 class EvalRecorder:
