@@ -2,7 +2,9 @@
 
 The default suite runs one search per task; `make test-all` runs the whole
 matrix of the seven architecture spaces (marked slow: about 2 CPU-minutes
-each).
+each). Learning floors: each shipped tiny config, trained as shipped, must
+reach AP50 >= 0.15 (detection) or mIoU >= 0.3 (segmentation) on the built-in
+scenes; the default suite checks one per task, `make test-all` all nine.
 """
 
 import json
@@ -11,6 +13,7 @@ import os
 import pytest
 
 from tests.conftest import cli
+from tests.conftest import FIXTURES
 from tests.unit.test_coco import _dataset, _write
 from trainer.controller import store as store_lib
 
@@ -33,12 +36,21 @@ MATRIX = [
 ]
 IN_DEFAULT_SUITE = {('spinenet', 'nas_retinanet'), ('nasfpn', 'nas_semantic_segmentation')}
 
+# What a shipped tiny config must reach after its own steps (README, Configs):
+# an untrained network scores about 0 on both, and the configs before these
+# floors stayed at AP50 0.02-0.04.
+LEARNING_FLOORS = {'nas_retinanet': ('AP50', 0.15),
+                   'nas_semantic_segmentation': ('miou', 0.3)}
+# Detection's default-suite floor is checked by the AP50-reward search below
+# (mnasnet, the cheapest detection config); segmentation's by one trial here.
+FLOOR_IN_DEFAULT_SUITE = {('nasfpn', 'nas_semantic_segmentation')}
 
-def _two_trial_search(job_dir, space, experiment, *extra):
+
+def _two_trial_search(job_dir, space, experiment, *extra, override=TINY):
   result = cli('--mode=search', f'--job_dir={job_dir}', f'--search_space={space}',
                f'--experiment={experiment}', '--max_trials=2',
                '--max_parallel_trials=2', '--max_failed_trials=1',
-               f'--params_override={TINY}', '--seed=2', *extra, timeout=900)
+               f'--params_override={override}', '--seed=2', *extra, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   return store_lib.Store.open(str(job_dir), read_only=True).trials('search')
 
@@ -63,9 +75,39 @@ def test_two_trial_search_reports_evaluator_metric(tmp_path, space, experiment, 
 
 
 def test_reward_metric_selects_another_evaluator_metric(tmp_path):
+  """Also detection's learning floor in the default suite: the trial trains
+  mnasnet_detection_search_cpu as shipped (no step override)."""
   trials = _two_trial_search(tmp_path, 'mnasnet', 'nas_retinanet',
-                             '--reward_metric=AP50', '--max_trials=1')
+                             '--reward_metric=AP50', '--max_trials=1',
+                             override='')
   assert trials[0].reward == pytest.approx(trials[0].metrics['AP50'])
+  assert trials[0].metrics['evaluated_step'] == 200  # the config's steps
+  assert trials[0].metrics['AP50'] >= LEARNING_FLOORS['nas_retinanet'][1]
+
+
+def _fixture_sample(space: str) -> str:
+  with open(os.path.join(FIXTURES, f'{space}.json')) as f:
+    return json.load(f)['nas_params_str_samples'][0]
+
+
+@pytest.mark.parametrize('space, experiment', [
+    pytest.param(*case[:2], marks=() if case[:2] in FLOOR_IN_DEFAULT_SUITE
+                 else pytest.mark.slow)
+    for case in MATRIX])
+def test_tiny_config_reaches_its_learning_floor(tmp_path, space, experiment):
+  """A Vertex fixture architecture, trained by the space's search_cpu config
+  as shipped (`--mode=trial`, no override), reaches the task's floor."""
+  result = cli('--mode=trial', f'--job_dir={tmp_path}', f'--search_space={space}',
+               f'--experiment={experiment}',
+               f'--nas_params_str={_fixture_sample(space)}', timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / 'trials' / '1' / 'metrics.json') as f:
+    metrics = json.load(f)
+  metric, floor = LEARNING_FLOORS[experiment]
+  print(f'{space} {experiment}: {metric} {metrics[metric]:.3f} after '
+        f'{metrics["evaluated_step"]} steps, train+eval '
+        f'{metrics["train_and_eval_s"]:.0f} s, trial {metrics["total_s"]:.0f} s')
+  assert metrics[metric] >= floor
 
 
 def test_make_data_converts_coco_through_the_cli(tmp_path):

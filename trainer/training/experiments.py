@@ -96,13 +96,16 @@ class NasRetinaNetModel(retinanet.RetinaNet):
 
   `scaling_image_size_scale` multiplies the image size a `spinenet_scaling`
   trial searches (512 or 640), so CPU proxies rank the same candidates at a
-  lower resolution; 1.0 trains at the searched size.
+  lower resolution; 1.0 trains at the searched size. `scaling_width_scale`
+  multiplies its searched widths the same way (filter_size_scale, endpoint
+  and head filters).
   """
   backbone: Backbone = dataclasses.field(
       default_factory=lambda: Backbone(type='tunable_spinenet'))
   decoder: Decoder = dataclasses.field(
       default_factory=lambda: Decoder(type='identity'))
   scaling_image_size_scale: float = 1.0
+  scaling_width_scale: float = 1.0
 
 
 @dataclasses.dataclass
