@@ -18,12 +18,12 @@ $(STAMP): requirements.lock setup.py
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# Search, full training of the best two, export and report (ends with its path).
+# Search, full training of the best, export and report (ends with its path).
 demo: $(STAMP)
 	@rm -rf $(DEMO_DIR)
 	$(VENV)/bin/nas-garden --mode=pipeline --job_dir=$(DEMO_DIR) \
-	  --search_space=mnasnet --population_size=4 --tournament_size=4 \
-	  --max_trials=10 --top_k=2 --seed=0
+	  --search_space=mnasnet --population_size=3 --tournament_size=3 \
+	  --max_trials=5 --top_k=1 --seed=0
 
 test: $(STAMP)
 	$(PYTEST) tests
