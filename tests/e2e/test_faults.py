@@ -180,13 +180,13 @@ def test_cli_killed_at_ten_random_points(tmp_path):
 
 
 def _nan_flags(job_dir, max_trials, *extra):
-  # A NaN learning rate makes the first loop's loss NaN: Model Garden's
-  # trainer raises "The loss value is NaN ...".
+  # A constant NaN learning rate makes the first loop's loss NaN: Model
+  # Garden's trainer raises "The loss value is NaN ...".
+  rate = 'trainer.optimizer_config.learning_rate'
   return search_flags(
       job_dir, max_trials, '--max_failed_trials=1',
-      f'--params_override={TINY_OVERRIDE},'
-      'trainer.optimizer_config.learning_rate.constant.learning_rate=.nan',
-      *extra)
+      f'--params_override={TINY_OVERRIDE},{rate}.type=constant,'
+      f'{rate}.constant.learning_rate=.nan', *extra)
 
 
 def test_nan_loss_trials_are_infeasible_and_the_search_goes_on(tmp_path):

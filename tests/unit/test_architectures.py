@@ -379,8 +379,8 @@ def test_apply_architecture_picks_the_spinenet_builder_by_block_fn(
 
 def test_apply_architecture_scales_at_the_configs_image_size_scale():
   params = _experiment()
-  params.task.model.override({'scaling_image_size_scale': 0.25},
-                             is_strict=False)
+  params.task.model.override({'scaling_image_size_scale': 0.25,
+                              'scaling_width_scale': 1.0}, is_strict=False)
   spec = _materialise('spinenet_scaling', 0).clone(
       override={'image_size': 640})
   architectures.apply_architecture(params, spec)

@@ -116,7 +116,7 @@ def test_config_file_list_applies_in_order_later_wins(tmp_path):
                ).trainer.train_steps == 150
   # A shipped name later in the list overrides the files before it.
   assert _load(f'{first},mnasnet_classification_search_cpu'
-               ).trainer.train_steps == 200
+               ).trainer.train_steps == 400  # the shipped config's
   assert configs.resolve(f' {first} , {second} ') == f'{first},{second}'
   merged = yaml.load(configs.text(configs.resolve(f'{first},{second}')),
                      Loader=experiments.ConfigLoader)
