@@ -179,6 +179,16 @@ def materialize(space: Any, dna: pg.DNA) -> Any:
   return pg.materialize(space, dna)
 
 
+def architecture_key(space: Any, dna: pg.DNA) -> str:
+  """Equal for two DNAs that build the same network: the materialised spec,
+  through its `canonical()` where a spec class has decisions that are inert
+  in some architectures, so a search does not train one network twice."""
+  spec = materialize(space, dna)
+  if callable(getattr(type(spec), 'canonical', None)):
+    spec = spec.canonical()
+  return pg.format(spec, compact=True)
+
+
 # ---------------------------------------------------------------------------
 # MnasNet (classification and detection backbone)
 # ---------------------------------------------------------------------------
@@ -216,6 +226,14 @@ class MnasNetSpec(pg.Object):
         f'{"e" + str(b.expand_ratio) if b.block_fn == "mbconv" else ""}'
         f'{"se" if b.se_ratio and b.block_fn == "mbconv" else ""}'
         f'/{b.output_filters}' for b in self.blocks)
+
+  def canonical(self) -> 'MnasNetSpec':
+    """This network with each conv block's inert decisions at their first
+    candidates (expansion 1, no squeeze-excite)."""
+    return MnasNetSpec(blocks=[
+        b if b.block_fn == 'mbconv' else
+        b.clone(override={'expand_ratio': 1, 'se_ratio': 0.0})
+        for b in self.blocks])
 
 
 def repeats_candidates(r: int) -> List[int]:

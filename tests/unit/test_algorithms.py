@@ -3,6 +3,7 @@ with feedback out of order, NSGA-II's tuple rewards, the default evolution's
 one-decision mutations and de-duplication."""
 
 import functools
+import json
 import random
 import types
 
@@ -106,6 +107,42 @@ def test_evolution_learns_and_never_repeats_a_rewarded_architecture():
       generator.feedback(dna, float(dna.to_numbers()[1]))  # Magnitude.
   assert len(set(proposed)) == len(proposed) <= 20
   assert max(p[1] for p in proposed) == 9  # It climbed to the top magnitude.
+
+
+def test_architecture_key_ignores_decisions_a_network_does_not_use():
+  """A conv block ignores its expansion and squeeze-excite decisions; an
+  MBConv block uses them."""
+  space = search_spaces.get_search_space('mnasnet')
+  spec = _spec('mnasnet')
+  params = json.loads(search_spaces.nas_params_from_dna(
+      pg.random_dna(spec, random.Random(0))))
+
+  def key_with(block_fn, expand_ratio):
+    changed = dict(params, **{
+        'blocks[0].block_fn': block_fn,
+        'blocks[0].expand_ratio': expand_ratio})
+    return search_spaces.architecture_key(space, search_spaces.dna_from_nas_params(
+        spec, json.dumps(changed)))
+
+  assert key_with("0/2 ('conv')", '0/3 (1)') == key_with("0/2 ('conv')", '2/3 (6)')
+  assert key_with("1/2 ('mbconv')", '0/3 (1)') != key_with("1/2 ('mbconv')",
+                                                          '2/3 (6)')
+
+
+def test_evolution_never_trains_one_network_twice():
+  """With the space's architecture key, no two rewarded proposals build the
+  same network, though mutations of inert decisions are frequent in mnasnet."""
+  space = search_spaces.get_search_space('mnasnet')
+  key = functools.partial(search_spaces.architecture_key, space)
+  generator = algorithms.make_algorithm('evolution', 0, population_size=3,
+                                        tournament_size=3, architecture_key=key)
+  generator.setup(_spec('mnasnet'))
+  networks = []
+  for _ in range(40):
+    dna = generator.propose()
+    networks.append(key(dna))
+    generator.feedback(dna, _score(dna))
+  assert len(set(networks)) == len(networks)
 
 
 @pytest.mark.parametrize('space', ['mnasnet', 'nasfpn', 'spinenet',

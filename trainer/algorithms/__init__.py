@@ -7,7 +7,7 @@ generator with the same seed, which reproduces the uninterrupted run exactly.
 
 import logging
 import random
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Hashable, List, Optional
 
 import pyglove as pg
 
@@ -89,10 +89,10 @@ def _other_candidates(table: ppo_lib.DecisionTable, t: int,
   return [v for v in range(low, high + 1) if v != values[t]]
 
 
-def _decisions_key(dna: pg.DNA) -> int:
+def _decisions_key(dna: pg.DNA) -> Hashable:
   """Same decisions, same key: unlike PyGlove's default hash, which also
   covers the DNA's metadata (proposal ids), so nothing would repeat."""
-  return hash(tuple(dna.to_numbers()))
+  return tuple(dna.to_numbers())
 
 
 class _Deduped(pg.geno.Deduping):
@@ -107,8 +107,10 @@ class _Deduped(pg.geno.Deduping):
     return self.generator.multi_objective
 
 
-def _deduped(generator: pg.DNAGenerator) -> pg.DNAGenerator:
-  return _Deduped(generator, hash_fn=_decisions_key)
+def _deduped(generator: pg.DNAGenerator,
+             architecture_key: Optional[Callable[[pg.DNA], Hashable]]
+             ) -> pg.DNAGenerator:
+  return _Deduped(generator, hash_fn=architecture_key or _decisions_key)
 
 
 def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
@@ -117,7 +119,9 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
                    ppo_epochs: Optional[int] = None,
                    ppo_learning_rate: Optional[float] = None,
                    ppo_entropy_weight: Optional[float] = None,
-                   ppo_clip: Optional[float] = None) -> pg.DNAGenerator:
+                   ppo_clip: Optional[float] = None,
+                   architecture_key: Optional[Callable[[pg.DNA], Hashable]] = None
+                   ) -> pg.DNAGenerator:
   """A fresh, seeded generator; ValueError naming the valid ones if unknown.
 
   'random' and 'grid' sample and sweep the space. 'regularized_evolution' is
@@ -130,7 +134,8 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
   'nsga2' is PyGlove's NSGA-II with one-decision mutations and the same
   de-duplication, for rewards that are tuples of objectives, all maximised
   (a float is one objective). Population and tournament sizes left None take
-  EVOLUTION_SIZES.
+  EVOLUTION_SIZES. Their de-duplication compares `architecture_key(dna)`
+  (e.g. search_spaces.architecture_key for the space), else the decisions.
   """
   if name == 'random':
     return pg.geno.Random(seed=seed)
@@ -153,7 +158,7 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
       raise ValueError('nsga2 needs --population_size >= 2')
     return _deduped(pg.evolution.nsga2(
         mutator=OneDecisionMutator(seed=seed), population_size=population_size,
-        seed=seed))
+        seed=seed), architecture_key)
   if tournament_size is None:
     tournament_size = default_tournament
   if not 2 <= tournament_size <= population_size:
@@ -166,7 +171,7 @@ def make_algorithm(name: str, seed: int, population_size: Optional[int] = None,
         seed=seed)
   return _deduped(pg.evolution.regularized_evolution(
       mutator=OneDecisionMutator(seed=seed), population_size=population_size,
-      tournament_size=tournament_size, seed=seed))
+      tournament_size=tournament_size, seed=seed), architecture_key)
 
 
 def replay(algorithm: pg.DNAGenerator, trials: List[store_lib.Trial],

@@ -3,6 +3,7 @@ trial spec, an objective, an algorithm and an executor into the controller.
 """
 
 import contextlib
+import functools
 import random
 from typing import Any, Callable, Dict, List, Optional
 
@@ -132,7 +133,9 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
   space = search_spaces.get_search_space(template.search_space)
   if proposals is None:
     algorithm = algorithms.make_algorithm(
-        algorithm_name, args.seed, args.population_size, args.tournament_size)
+        algorithm_name, args.seed, args.population_size, args.tournament_size,
+        architecture_key=functools.partial(search_spaces.architecture_key,
+                                           space))
   else:
     algorithm = algorithms.FixedProposals(
         [search_spaces.dna_from_nas_params(space, p) for p in proposals])
