@@ -13,9 +13,12 @@ PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 $(STAMP): requirements.lock setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -r requirements.lock
-	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	@echo "installing requirements.lock into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(VENV)/bin/python -m pip install -q --upgrade pip && \
+	  $(VENV)/bin/python -m pip install -q -r requirements.lock && \
+	  $(VENV)/bin/python -m pip install -q --no-deps -e . ; \
+	} > $(VENV)/install.log 2>&1 || { tail -n 30 $(VENV)/install.log; \
+	  echo "install failed: see $(VENV)/install.log"; exit 1; }
 	touch $(STAMP)
 
 # Search, full training of the best, export and report (ends with its path).
