@@ -5,9 +5,13 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= jobs/demo
 # Tests run in this many pytest-xdist workers, a test file per worker at a
-# time: trials spend much of their time in single-threaded start-up.
+# time: trials spend much of their time in single-threaded start-up. Files go
+# in collection order (the long CLI tests of tests/e2e first, the many short
+# unit tests last), not xdist's most-tests-first, which left the long files
+# with few tests to the end.
 TEST_WORKERS ?= 2
-PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+  --no-loadscope-reorder
 
 .PHONY: demo test test-unit test-all clean
 
