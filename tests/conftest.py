@@ -22,10 +22,14 @@ TINY_STEPS = ('trainer.train_steps=40,trainer.steps_per_loop=20,'
 TINY_OVERRIDE = f'{TINY_STEPS},{DIGITS}'  # ... on 32 px digits.
 
 
-def mnasnet_sample(index=0):
-  """A real Vertex nas_params_str of the mnasnet space (fixture sample)."""
-  with open(os.path.join(FIXTURES, 'mnasnet.json')) as f:
+def fixture_sample(space, index=0):
+  """A real Vertex nas_params_str of `space` (its fixture's sample `index`)."""
+  with open(os.path.join(FIXTURES, f'{space}.json')) as f:
     return json.load(f)['nas_params_str_samples'][index]
+
+
+def mnasnet_sample(index=0):
+  return fixture_sample('mnasnet', index)
 
 
 def cli(*args, timeout=600, check=False, prefix=()):

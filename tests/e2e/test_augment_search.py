@@ -3,7 +3,6 @@ pipelines, `--mode=augment_search` over a fixed architecture (resumable, same
 store and leaderboard as the architecture search) and `--mode=augment_preview`.
 """
 
-import json
 import os
 
 import numpy as np
@@ -13,18 +12,13 @@ import tensorflow as tf
 
 import search_spaces
 from official.core import task_factory
-from tests.conftest import FIXTURES, cli
+from tests.conftest import cli, fixture_sample
 from tests.e2e.test_detection_segmentation import LEARNING_FLOORS
 from tests.e2e.test_detection_segmentation import TINY
 from trainer import artifacts
 from trainer import spec as spec_lib
 from trainer.controller import store as store_lib
 from trainer.training import trial
-
-
-def _fixture_sample(space: str, index: int = 0) -> str:
-  with open(os.path.join(FIXTURES, f'{space}.json')) as f:
-    return json.load(f)['nas_params_str_samples'][index]
 
 
 def _randaugment(task: str, num_ops: int, magnitude: int) -> str:
@@ -53,7 +47,7 @@ def test_policy_reaches_the_training_pipeline_only(tmp_path, task, base_space,
   validation data untouched."""
   inputs = spec_lib.TrialSpec(
       search_space=f'randaugment_{task}', base_search_space=base_space,
-      base_nas_params_str=_fixture_sample(base_space, base_index),
+      base_nas_params_str=fixture_sample(base_space, base_index),
       params_override='task.train_data.aug_rand_hflip=false'
       if task == 'segmentation' else 'task.train_data.parser.aug_rand_hflip=false')
   strong = trial.prepare(
@@ -92,7 +86,7 @@ def test_augmentation_task_must_match_the_experiment(tmp_path):
       search_space='randaugment_segmentation',
       nas_params_str=_randaugment('segmentation', 1, 1),
       experiment='nas_retinanet', base_search_space='nasfpn',
-      base_nas_params_str=_fixture_sample('nasfpn'))
+      base_nas_params_str=fixture_sample('nasfpn'))
   with pytest.raises(ValueError, match='augments segmentation data'):
     trial.prepare(inputs, str(tmp_path))
 
@@ -101,7 +95,7 @@ def _augment_search(job_dir, max_trials, *extra):
   return cli('--mode=augment_search', f'--job_dir={job_dir}',
              '--search_space=randaugment_detection',
              '--base_search_space=mnasnet',
-             f'--base_nas_params_str={_fixture_sample("mnasnet")}',
+             f'--base_nas_params_str={fixture_sample("mnasnet")}',
              f'--max_trials={max_trials}', '--max_failed_trials=1',
              f'--params_override={TINY}', '--seed=3', *extra, timeout=900)
 
@@ -165,7 +159,7 @@ def test_augment_search_takes_the_best_trial_of_a_base_job(search_job, tmp_path)
 def test_augment_preview_draws_the_policy(tmp_path, space):
   out = tmp_path / 'preview.png'
   nas_params_str = (_randaugment('detection', 2, 8) if space.startswith('rand')
-                    else _fixture_sample(space))
+                    else fixture_sample(space))
   result = cli('--mode=augment_preview', f'--job_dir={tmp_path}',
                f'--search_space={space}', f'--nas_params_str={nas_params_str}',
                f'--output_path={out}', '--preview_images=2',

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from tests.conftest import cli
-from tests.conftest import FIXTURES
+from tests.conftest import fixture_sample
 from tests.unit.test_coco import _dataset, _write
 from trainer.controller import store as store_lib
 
@@ -85,11 +85,6 @@ def test_reward_metric_selects_another_evaluator_metric(tmp_path):
   assert trials[0].metrics['AP50'] >= LEARNING_FLOORS['nas_retinanet'][1]
 
 
-def _fixture_sample(space: str) -> str:
-  with open(os.path.join(FIXTURES, f'{space}.json')) as f:
-    return json.load(f)['nas_params_str_samples'][0]
-
-
 @pytest.mark.parametrize('space, experiment', [
     pytest.param(*case[:2], marks=() if case[:2] in FLOOR_IN_DEFAULT_SUITE
                  else pytest.mark.slow)
@@ -99,7 +94,7 @@ def test_tiny_config_reaches_its_learning_floor(tmp_path, space, experiment):
   as shipped (`--mode=trial`, no override), reaches the task's floor."""
   result = cli('--mode=trial', f'--job_dir={tmp_path}', f'--search_space={space}',
                f'--experiment={experiment}',
-               f'--nas_params_str={_fixture_sample(space)}', timeout=900)
+               f'--nas_params_str={fixture_sample(space)}', timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(tmp_path / 'trials' / '1' / 'metrics.json') as f:
     metrics = json.load(f)

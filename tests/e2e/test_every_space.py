@@ -4,8 +4,7 @@ through the CLI for each space no other default test searches."""
 import pytest
 
 import search_spaces
-from tests.conftest import cli
-from tests.e2e.test_augment_search import _fixture_sample
+from tests.conftest import cli, fixture_sample
 from tests.e2e.test_detection_segmentation import TINY
 from trainer.controller import store as store_lib
 
@@ -59,7 +58,7 @@ def test_augmentation_space_searches(tmp_path, space):
   trial = _one_trial(tmp_path, 'augment_search', '--mode=augment_search',
                      f'--search_space={space}', f'--experiment={experiment}',
                      f'--base_search_space={base}',
-                     f'--base_nas_params_str={_fixture_sample(base)}')
+                     f'--base_nas_params_str={fixture_sample(base)}')
   assert trial.reward == pytest.approx(trial.metrics[metric])
   search_spaces.dna_from_nas_params(
       search_spaces.get_search_space(space), trial.nas_params_str)

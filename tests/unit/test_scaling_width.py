@@ -1,22 +1,18 @@
 """`task.model.scaling_width_scale`: the spinenet_scaling CPU proxy's widths."""
 
-import json
-import os
-
 import pytest
 import yaml
 from official.core import exp_factory
 
 import configs
 import search_spaces
-from tests.conftest import FIXTURES
+from tests.conftest import fixture_sample
 from trainer.training import architectures
 from trainer.training import experiments  # pylint: disable=unused-import  (registers nas_retinanet)
 
 
 def _scaling_spec(index=0):
-  with open(os.path.join(FIXTURES, 'spinenet_scaling.json')) as f:
-    nas_params_str = json.load(f)['nas_params_str_samples'][index]
+  nas_params_str = fixture_sample('spinenet_scaling', index)
   space = search_spaces.get_search_space('spinenet_scaling')
   return search_spaces.materialize(
       space, search_spaces.dna_from_nas_params(space, nas_params_str))
