@@ -74,6 +74,16 @@ def search_flags(job_dir, max_trials, *extra, override=TINY_OVERRIDE):
           '--seed=1', *extra)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def data_cache(tmp_path_factory):
+  """Built-in data is generated once per test session (shared by xdist's
+  workers), not in the user's cache; CLI subprocesses inherit it."""
+  base = tmp_path_factory.getbasetemp()
+  root = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+  os.environ['NAS_GARDEN_DATA_CACHE'] = str(root / 'data-cache')
+  return os.environ['NAS_GARDEN_DATA_CACHE']
+
+
 @pytest.fixture(scope='session')
 def search_job(tmp_path_factory):
   """A finished 3-trial search with a FLOPs target, two trials at a time

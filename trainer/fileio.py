@@ -22,6 +22,13 @@ def absolute(path: str) -> str:
   return path if is_url(path) else os.path.abspath(path)
 
 
+def user_cache(*parts: str) -> str:
+  """A folder under this user's cache (`$XDG_CACHE_HOME/nas-garden`, default
+  `~/.cache/nas-garden`)."""
+  root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  return os.path.join(root, 'nas-garden', *parts)
+
+
 def _gfile():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.io.gfile

@@ -67,7 +67,8 @@ def test_shapes_are_deterministic_balanced_and_64_px():
   assert images.reshape(600, -1).std(axis=1).min() > 10
 
 
-def test_shapes_tfrecords_decode_with_model_garden(tmp_path):
+def test_shapes_tfrecords_decode_with_model_garden(tmp_path, monkeypatch):
+  monkeypatch.setenv(data.CACHE_ENV, '')  # Generated here, each time.
   paths = shapes.make_shapes(str(tmp_path / 'shapes'), num_train=60,
                              num_eval=45)
   assert (paths.num_classes, paths.num_train, paths.num_eval) == (
@@ -93,6 +94,66 @@ def test_shapes_tfrecords_decode_with_model_garden(tmp_path):
         sorted(tf.io.gfile.glob(pattern)))]
 
   assert records(copy.train) == records(paths.train)
+
+
+class Generator:
+  """A tiny dataset writer that counts its calls."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def __call__(self, folder):
+    self.calls += 1
+    with open(os.path.join(folder, 'train-00000-of-00001'), 'w') as f:
+      f.write(f'records of call {self.calls}')
+
+
+def _files(folder):
+  return {name: (folder / name).read_text() for name in os.listdir(folder)
+          if name != data.MARKER}
+
+
+def test_built_in_data_is_generated_once_per_machine(tmp_path, monkeypatch):
+  monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / 'cache'))
+  write, settings = Generator(), {'dataset': 'toy', 'version': 1}
+  data.build_once(str(tmp_path / 'job1'), settings, write)
+  data.build_once(str(tmp_path / 'job2'), settings, write)
+  assert write.calls == 1  # The second job dir got a copy.
+  assert _files(tmp_path / 'job1') == _files(tmp_path / 'job2') == {
+      'train-00000-of-00001': 'records of call 1'}
+  data.build_once(str(tmp_path / 'job2'), settings, write)  # Complete: kept.
+  assert write.calls == 1
+  # Other settings (a new generator version): generated anew, and the job
+  # dir holding the old version is rewritten.
+  data.build_once(str(tmp_path / 'job2'), {**settings, 'version': 2}, write)
+  assert write.calls == 2
+  assert _files(tmp_path / 'job2') == {'train-00000-of-00001': 'records of call 2'}
+  assert len(os.listdir(tmp_path / 'cache')) == 2  # No staging left behind.
+
+
+def test_a_damaged_cache_entry_is_generated_again(tmp_path, monkeypatch):
+  monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / 'cache'))
+  write, settings = Generator(), {'dataset': 'toy', 'version': 1}
+  data.build_once(str(tmp_path / 'job1'), settings, write)
+  [entry] = os.listdir(tmp_path / 'cache')
+  os.remove(tmp_path / 'cache' / entry / data.MARKER)  # e.g. half deleted
+  data.build_once(str(tmp_path / 'job2'), settings, write)
+  assert write.calls == 2
+  assert _files(tmp_path / 'job2') == {'train-00000-of-00001': 'records of call 2'}
+
+
+@pytest.mark.parametrize('cache', ['', 'unwritable'])
+def test_without_a_usable_cache_data_is_written_in_the_job_dir(
+    tmp_path, monkeypatch, cache):
+  if cache:
+    (tmp_path / 'file').write_text('not a folder')
+    cache = str(tmp_path / 'file' / 'cache')
+  monkeypatch.setenv(data.CACHE_ENV, cache)
+  write = Generator()
+  data.build_once(str(tmp_path / 'job'), {'dataset': 'toy'}, write)
+  assert write.calls == 1
+  assert _files(tmp_path / 'job') == {'train-00000-of-00001': 'records of call 1'}
+  assert sorted(os.listdir(tmp_path)) == sorted(['job'] + (['file'] if cache else []))
 
 
 

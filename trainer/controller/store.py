@@ -87,10 +87,9 @@ def location(job_dir: str) -> str:
     return job_dir
   if job_dir in _STORE_DIRS:
     return _STORE_DIRS[job_dir]
-  cache = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
   name = re.sub(r'[^A-Za-z0-9._-]+', '_', job_dir)[-60:].strip('_')
   digest = hashlib.sha256(job_dir.encode()).hexdigest()[:12]
-  return os.path.join(cache, 'nas-garden', 'stores', f'{name}-{digest}')
+  return fileio.user_cache('stores', f'{name}-{digest}')
 
 
 def store_path(job_dir: str) -> str:

@@ -2,13 +2,19 @@
 
 The same reader path then serves built-in data and a user's own TFRecords.
 Files are written to a temporary name and renamed, and a dataset directory is
-reused only once its completion marker exists, so an interrupted write never
-leaves a half dataset that later runs would trust.
+reused only once its completion marker holds the settings it was written
+with, so an interrupted write never leaves a half dataset that later runs
+would trust. Each built-in dataset is generated once per machine, in the
+cache (`build_once`), and copied into every job dir that uses it.
 """
 
+import hashlib
+import json
 import os
 import re
-from typing import Iterable, List, NamedTuple, Optional
+import shutil
+import tempfile
+from typing import Callable, Iterable, List, NamedTuple, Optional
 
 from google.protobuf import message
 import numpy as np
@@ -17,6 +23,9 @@ import tensorflow as tf
 from trainer import fileio
 
 DIGITS_CLASSES = 10
+MARKER = 'COMPLETE'
+# Where built-in data is generated once; empty: in each job dir instead.
+CACHE_ENV = 'NAS_GARDEN_DATA_CACHE'
 
 
 class DataPaths(NamedTuple):
@@ -65,31 +74,94 @@ def digits_images(image_size: int) -> tuple:
   return rgb.numpy(), digits.target.astype(np.int64)
 
 
+def build_once(out_dir: str, settings: dict,
+               write: Callable[[str], None]) -> None:
+  """Makes `out_dir` hold the dataset that `write(folder)` writes for
+  `settings` (JSON; a generator's version among them).
+
+  A folder whose marker holds the same settings is reused as it is. Else the
+  files come from this machine's cache of built-in data ($NAS_GARDEN_DATA_CACHE,
+  default the user cache's `data`), generated there on first use, and are
+  copied in: a job dir stays self-contained (a Ray worker or a URL job dir
+  reads its own copy) and a new job dir costs a copy, not a generation.
+  """
+  marker = os.path.join(out_dir, MARKER)
+  if _marked(marker, settings):
+    return
+  fileio.remove(marker)  # Other settings: rewritten below.
+  fileio.makedirs(out_dir)
+  cached = _cached(settings, write)
+  if cached:
+    for name in sorted(os.listdir(cached)):
+      if name != MARKER:
+        fileio.copy(os.path.join(cached, name), os.path.join(out_dir, name))
+  else:
+    write(out_dir)
+  fileio.write_text(marker, json.dumps(settings, sort_keys=True))
+
+
+def _marked(marker: str, settings: dict) -> bool:
+  try:
+    return json.loads(fileio.read_text(marker)) == settings
+  except (OSError, ValueError):  # None yet, or unreadable: not complete.
+    return False
+
+
+def _cached(settings: dict, write: Callable[[str], None]) -> Optional[str]:
+  """The cache's complete folder for `settings`, generated (in a staging
+  folder, renamed into place) if it is not there; None when the cache is
+  off or cannot be written (the caller writes into the job dir)."""
+  root = os.environ.get(CACHE_ENV, fileio.user_cache('data'))
+  if not root:
+    return None
+  key = json.dumps(settings, sort_keys=True)
+  folder = os.path.join(root, hashlib.sha256(key.encode()).hexdigest()[:16])
+  if _marked(os.path.join(folder, MARKER), settings):
+    return folder
+  try:
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=root, prefix='.staging-')
+  except OSError:
+    return None
+  try:
+    write(staging)
+    fileio.write_text(os.path.join(staging, MARKER), key)
+    if os.path.isdir(folder) and not _marked(os.path.join(folder, MARKER),
+                                             settings):
+      shutil.rmtree(folder)  # Damaged: a complete one was renamed in.
+    os.rename(staging, folder)
+  except OSError:  # Another process put it there first.
+    if not _marked(os.path.join(folder, MARKER), settings):
+      raise
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return folder
+
+
 def make_digits(out_dir: str, image_size: int = 32,
                 validation_fraction: float = 0.2, seed: int = 0) -> DataPaths:
   """Writes (or reuses) the digits train/validation split as JPEG TFRecords."""
-  done = os.path.join(out_dir, 'COMPLETE')
-  train_glob = os.path.join(out_dir, 'train-*')
-  eval_glob = os.path.join(out_dir, 'validation-*')
-  if fileio.exists(done):
-    num_train, num_eval = (int(n) for n in fileio.read_text(done).split())
-    return DataPaths(train_glob, eval_glob, DIGITS_CLASSES, num_train, num_eval)
-  images, labels = digits_images(image_size)
-  order = np.random.default_rng(seed).permutation(len(labels))
-  num_eval = int(round(len(labels) * validation_fraction))
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  order = np.random.default_rng(seed).permutation(len(load_digits().target))
+  num_eval = int(round(len(order) * validation_fraction))
   eval_idx, train_idx = order[:num_eval], order[num_eval:]
-  fileio.makedirs(out_dir)
 
-  def examples(indices):
-    for i in indices:
-      encoded = tf.io.encode_jpeg(images[i], quality=95).numpy()
-      yield classification_example(encoded, int(labels[i]))
+  def write(folder):
+    images, labels = digits_images(image_size)
 
-  write_tfrecords(examples(train_idx), os.path.join(out_dir, 'train'), 2)
-  write_tfrecords(examples(eval_idx), os.path.join(out_dir, 'validation'), 1)
-  fileio.write_text(done, f'{len(train_idx)} {len(eval_idx)}\n')
-  return DataPaths(train_glob, eval_glob, DIGITS_CLASSES, len(train_idx),
-                   len(eval_idx))
+    def examples(indices):
+      for i in indices:
+        encoded = tf.io.encode_jpeg(images[i], quality=95).numpy()
+        yield classification_example(encoded, int(labels[i]))
+    write_tfrecords(examples(train_idx), os.path.join(folder, 'train'), 2)
+    write_tfrecords(examples(eval_idx), os.path.join(folder, 'validation'), 1)
+
+  build_once(out_dir, {'dataset': 'digits', 'image_size': image_size,
+                       'validation_fraction': validation_fraction,
+                       'seed': seed}, write)
+  return DataPaths(os.path.join(out_dir, 'train-*'),
+                   os.path.join(out_dir, 'validation-*'), DIGITS_CLASSES,
+                   len(train_idx), len(eval_idx))
 
 
 def check_files(pattern: str, flag: str) -> List[str]:

@@ -26,14 +26,12 @@ the training images made a briefly trained network fire everywhere with its
 batch norms' moving statistics, though not with batch statistics.
 """
 
-import json
 import os
 from typing import List, NamedTuple, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from trainer import fileio
 from trainer.datasets import coco
 from trainer.datasets import data
 
@@ -41,6 +39,7 @@ from trainer.datasets import data
 # third (triangles), 0.42 with these two.
 CLASS_NAMES = ('rectangle', 'ellipse')
 NUM_CLASSES = len(CLASS_NAMES) + 1  # Model Garden convention: + background 0.
+ANNOTATION_FILE = 'validation_annotations.json'  # COCO ground truth, eval
 EVAL_ID_OFFSET = 1_000_000  # eval image ids are 1_000_001, ...; train 1, ...
 _VERSION = 2  # bump when the drawing changes, so old directories are redone.
 _MIN_VISIBLE_FRACTION = 0.5
@@ -197,46 +196,40 @@ def make_scenes(out_dir: str, image_size: int = 64, num_train: int = 1000,
   """Writes (or reuses) the scene train/validation TFRecords.
 
   Files: `train-0000{0,1}-of-00002`, `validation-00000-of-00001`,
-  `validation_annotations.json` (COCO ground truth for the eval split) and a
-  COMPLETE marker holding the settings; a directory whose marker matches the
-  requested settings is reused, anything else is (re)written.
+  `validation_annotations.json` (COCO ground truth for the eval split) and
+  the marker of `data.build_once`, which generates them once per machine.
   """
   if image_size < 16:
     raise ValueError(f'image_size must be >= 16, got {image_size}')
   if max_objects < 1 or num_train < 1 or num_eval < 1:
     raise ValueError('max_objects, num_train and num_eval must be >= 1')
-  settings = {'version': _VERSION, 'image_size': image_size,
-              'num_train': num_train, 'num_eval': num_eval, 'seed': seed,
-              'max_objects': max_objects}
-  done = os.path.join(out_dir, 'COMPLETE')
   result = SceneData(os.path.join(out_dir, 'train-*'),
                      os.path.join(out_dir, 'validation-*'),
-                     os.path.join(out_dir, 'validation_annotations.json'),
+                     os.path.join(out_dir, ANNOTATION_FILE),
                      NUM_CLASSES, num_train, num_eval)
-  if fileio.exists(done):
-    try:
-      if json.loads(fileio.read_text(done)) == settings:
-        return result
-    except ValueError:
-      pass
-    fileio.remove(done)
-  fileio.makedirs(out_dir)
-  eval_records: List[coco.AnnotatedImage] = []
 
-  def examples(split, count):
-    for i in range(count):
-      image_id = i + 1 + (EVAL_ID_OFFSET if split else 0)
-      record, image = scene(seed, split, i, image_size, max_objects, image_id)
-      if split:
-        eval_records.append(record)
-      encoded = tf.io.encode_jpeg(image, quality=95).numpy()
-      yield coco.annotated_example(record, encoded)
+  def write(folder):
+    eval_records: List[coco.AnnotatedImage] = []
 
-  data.write_tfrecords(examples(0, num_train), os.path.join(out_dir, 'train'),
-                       2)
-  data.write_tfrecords(examples(1, num_eval),
-                       os.path.join(out_dir, 'validation'), 1)
-  coco.write_coco_annotations(result.eval_annotation_file, eval_records,
-                              CLASS_NAMES)
-  fileio.write_text(done, json.dumps(settings))
+    def examples(split, count):
+      for i in range(count):
+        image_id = i + 1 + (EVAL_ID_OFFSET if split else 0)
+        record, image = scene(seed, split, i, image_size, max_objects,
+                              image_id)
+        if split:
+          eval_records.append(record)
+        encoded = tf.io.encode_jpeg(image, quality=95).numpy()
+        yield coco.annotated_example(record, encoded)
+
+    data.write_tfrecords(examples(0, num_train), os.path.join(folder, 'train'),
+                         2)
+    data.write_tfrecords(examples(1, num_eval),
+                         os.path.join(folder, 'validation'), 1)
+    coco.write_coco_annotations(os.path.join(folder, ANNOTATION_FILE),
+                                eval_records, CLASS_NAMES)
+
+  data.build_once(out_dir, {
+      'dataset': 'scenes', 'version': _VERSION, 'image_size': image_size,
+      'num_train': num_train, 'num_eval': num_eval, 'seed': seed,
+      'max_objects': max_objects}, write)
   return result

@@ -17,14 +17,12 @@ same bytes, and the classes are balanced within one image in each split.
 """
 
 from concurrent import futures
-import json
 import os
 from typing import List, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from trainer import fileio
 from trainer.datasets import data
 
 SHAPES = ('disc', 'square', 'triangle', 'cross', 'ring')
@@ -218,29 +216,21 @@ def make_shapes(out_dir: str, image_size: int = IMAGE_SIZE,
                 num_train: int = 12000, num_eval: int = 3000,
                 seed: int = 0) -> data.DataPaths:
   """Writes (or reuses) the train/validation TFRecords in Model Garden's
-  classification format, with a COMPLETE marker holding the settings; a
-  directory whose marker differs is rewritten."""
-  settings = {'version': _VERSION, 'image_size': image_size,
-              'num_train': num_train, 'num_eval': num_eval, 'seed': seed}
-  done = os.path.join(out_dir, 'COMPLETE')
-  paths = data.DataPaths(os.path.join(out_dir, 'train-*'),
-                         os.path.join(out_dir, 'validation-*'), NUM_CLASSES,
-                         num_train, num_eval)
-  if fileio.exists(done):
-    try:
-      if json.loads(fileio.read_text(done)) == settings:
-        return paths
-    except ValueError:
-      pass
-    fileio.remove(done)
-  fileio.makedirs(out_dir)
-  for split, name, count, shards in ((0, 'train', num_train, 2),
-                                     (1, 'validation', num_eval, 1)):
-    images, labels = split_arrays(seed, split, count, image_size)
-    data.write_tfrecords(_examples(images, labels),
-                         os.path.join(out_dir, name), shards)
-  fileio.write_text(done, json.dumps(settings))
-  return paths
+  classification format (through `data.build_once`: generated once per
+  machine)."""
+  def write(folder):
+    for split, name, count, shards in ((0, 'train', num_train, 2),
+                                       (1, 'validation', num_eval, 1)):
+      images, labels = split_arrays(seed, split, count, image_size)
+      data.write_tfrecords(_examples(images, labels),
+                           os.path.join(folder, name), shards)
+
+  data.build_once(out_dir, {
+      'dataset': 'shapes', 'version': _VERSION, 'image_size': image_size,
+      'num_train': num_train, 'num_eval': num_eval, 'seed': seed}, write)
+  return data.DataPaths(os.path.join(out_dir, 'train-*'),
+                        os.path.join(out_dir, 'validation-*'), NUM_CLASSES,
+                        num_train, num_eval)
 
 
 def _examples(images: np.ndarray, labels: np.ndarray):
