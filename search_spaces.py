@@ -1,10 +1,11 @@
-"""Prebuilt NAS search spaces, decision for decision the same as Vertex AI NAS.
+"""Prebuilt NAS search spaces: Vertex AI NAS's, decision for decision, and
+the seed papers' design spaces (RegNet's AnyNetX, RegNetX and RegNetY).
 
 Pure PyGlove: importing this module never imports TensorFlow, so a controller,
 a notebook or a CI job can enumerate, sample and validate architectures cheaply.
-Each space is a symbolic value whose decision points (paths, candidates and
-literal values) equal the Vertex platform's, so a `nas_params_str` written for
-that platform materialises here unchanged.
+Each Vertex space is a symbolic value whose decision points (paths, candidates
+and literal values) equal the Vertex platform's, so a `nas_params_str` written
+for that platform materialises here unchanged.
 
 User spaces: `get_search_space("package.module:function")` calls `function()`
 and uses the symbolic value it returns.
@@ -12,6 +13,7 @@ and uses the symbolic value it returns.
 
 import importlib
 import json
+import math
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -24,13 +26,15 @@ class SearchSpaceError(ValueError):
 
 _REGISTRY: Dict[str, Callable[[], Any]] = {}
 _KINDS: Dict[str, str] = {}
+_VERTEX: set = set()  # The platform's prebuilt spaces (the others: papers').
 
 # What a space's architecture describes, so a trainer knows where it plugs in.
 SEARCH_SPACE_KIND_NAMES = ('backbone', 'decoder', 'scaling', 'augmentation')
 
 
-def register_search_space(name: str, kind: str):
-  """Decorator: registers a zero-argument factory of a symbolic space."""
+def register_search_space(name: str, kind: str, vertex: bool = True):
+  """Decorator: registers a zero-argument factory of a symbolic space;
+  `vertex`: one of Vertex AI NAS's prebuilt spaces, decision for decision."""
   if kind not in SEARCH_SPACE_KIND_NAMES:
     raise SearchSpaceError(
         f'kind {kind!r} of {name!r} is not one of {SEARCH_SPACE_KIND_NAMES}')
@@ -38,6 +42,8 @@ def register_search_space(name: str, kind: str):
   def decorator(factory):
     _REGISTRY[name] = factory
     _KINDS[name] = kind
+    if vertex:
+      _VERTEX.add(name)
     return factory
 
   return decorator
@@ -63,6 +69,11 @@ def augmentation_task(name: str) -> Optional[str]:
 def list_search_spaces() -> List[str]:
   """Names of the registered spaces, sorted."""
   return sorted(_REGISTRY)
+
+
+def vertex_search_spaces() -> List[str]:
+  """Names of the registered Vertex AI NAS spaces, sorted."""
+  return sorted(_VERTEX)
 
 
 def get_search_space(name: str) -> Any:
@@ -550,6 +561,140 @@ def spinenet_scaling_search_space() -> SpineNetScalingSpec:
       block_repeats=pg.oneof([2, 3, 4]),
       head_num_convs=pg.oneof([4, 5]),
       head_num_filters=pg.oneof([192, 256]))
+
+
+# ---------------------------------------------------------------------------
+# RegNet design spaces (Radosavovic et al. 2020, "Designing Network Design
+# Spaces"): AnyNetX, and RegNetX/RegNetY from the quantised linear rule
+# ---------------------------------------------------------------------------
+
+REGNET_NUM_STAGES = 4  # each stage halves the resolution (levels 2..5)
+REGNET_QUANTUM = 8  # stage widths are multiples of 8
+REGNET_SE_RATIO = 0.25  # of a Y block's input width
+REGNET_BLOCK_TYPES = ('x', 'y')  # y: x with squeeze-excite
+
+
+class AnyNetStageSpec(pg.Object):
+  """One stage: `depth` blocks of output `width`, the first stride 2; each
+  block's 3x3 conv is grouped over width / bottleneck_ratio channels in
+  groups of `group_width`."""
+
+  depth: int
+  width: int
+  bottleneck_ratio: int
+  group_width: int
+
+  def compatible(self) -> 'AnyNetStageSpec':
+    """This stage with its group width at most its bottleneck width and the
+    bottleneck width a multiple of it (the paper's adjustment)."""
+    inner = max(1, self.width // self.bottleneck_ratio)
+    group_width = min(self.group_width, inner)
+    inner = max(group_width, round(inner / group_width) * group_width)
+    return AnyNetStageSpec(depth=self.depth,
+                           width=inner * self.bottleneck_ratio,
+                           bottleneck_ratio=self.bottleneck_ratio,
+                           group_width=group_width)
+
+
+class AnyNetSpec(pg.Object):
+  """An AnyNet: a 32-filter stride-2 stem, then these stages."""
+
+  stages: list[AnyNetStageSpec]
+  block_type: str = 'x'
+
+  def stage_specs(self) -> List[AnyNetStageSpec]:
+    """The stages as built: made group-compatible."""
+    return [stage.compatible() for stage in self.stages]
+
+  def summary(self) -> str:
+    """Per stage e.g. `d4w152b1g8`; `Y` in front of a squeeze-excite net."""
+    return ('Y ' if self.block_type == 'y' else '') + ' '.join(
+        f'd{s.depth}w{s.width}b{s.bottleneck_ratio}g{s.group_width}'
+        for s in self.stage_specs())
+
+  def canonical(self) -> 'AnyNetSpec':
+    return AnyNetSpec(stages=self.stage_specs(), block_type=self.block_type)
+
+
+class RegNetSpec(pg.Object):
+  """A RegNet: `depth` blocks whose widths follow w0 + wa * j, quantised to
+  powers of wm times w0 and to multiples of 8; equal widths form a stage.
+  The bottleneck ratio and group width are shared by every stage."""
+
+  depth: int
+  w0: int
+  wa: float
+  wm: float
+  group_width: int
+  bottleneck_ratio: int = 1
+  block_type: str = 'x'
+
+  def stage_specs(self) -> List[AnyNetStageSpec]:
+    """The stages the quantised linear rule gives (made group-compatible)."""
+    widths: List[int] = []
+    for j in range(self.depth):
+      power = round(math.log((self.w0 + self.wa * j) / self.w0) /
+                    math.log(self.wm))
+      width = self.w0 * self.wm ** power
+      widths.append(int(round(width / REGNET_QUANTUM) * REGNET_QUANTUM))
+    stages: List[AnyNetStageSpec] = []
+    for width in widths:
+      if stages and stages[-1].width == width:
+        stages[-1] = stages[-1].clone(override={'depth': stages[-1].depth + 1})
+      else:
+        stages.append(AnyNetStageSpec(
+            depth=1, width=width, bottleneck_ratio=self.bottleneck_ratio,
+            group_width=self.group_width))
+    return [stage.compatible() for stage in stages]
+
+  def summary(self) -> str:
+    return (f'd={self.depth} w0={self.w0} wa={self.wa} wm={self.wm} '
+            f'g={self.group_width}: {self.canonical().summary()}')
+
+  def canonical(self) -> AnyNetSpec:
+    """The AnyNet it builds: many (d, w0, wa, wm) give the same network."""
+    return AnyNetSpec(stages=self.stage_specs(), block_type=self.block_type)
+
+
+def _grid(start: float, stop: float, step: float) -> List[float]:
+  """start, start + step, ... up to stop inclusive, rounded to 2 decimals."""
+  count = int(round((stop - start) / step)) + 1
+  return [round(start + i * step, 2) for i in range(count)]
+
+
+@register_search_space('anynet_x', kind='backbone', vertex=False)
+def anynet_x_search_space() -> AnyNetSpec:
+  """AnyNetX: per stage a free depth (1-16), width (8-1024, multiples of 8),
+  bottleneck ratio (1, 2, 4) and group width (1-32, powers of 2)."""
+  return AnyNetSpec(stages=[
+      AnyNetStageSpec(depth=pg.oneof(list(range(1, 17))),
+                      width=pg.oneof(list(range(8, 1025, 8))),
+                      bottleneck_ratio=pg.oneof([1, 2, 4]),
+                      group_width=pg.oneof([1, 2, 4, 8, 16, 32]))
+      for _ in range(REGNET_NUM_STAGES)])
+
+
+def regnet_search_space(block_type: str) -> RegNetSpec:
+  """The RegNet space of one block type: depth 6-40, w0 16-256 and wa 8-256
+  (steps of 8), wm 1.5-3.0 (steps of 0.05), group width 1-32; bottleneck
+  ratio 1, as the paper's best models have."""
+  return RegNetSpec(
+      depth=pg.oneof(list(range(6, 41))),
+      w0=pg.oneof(list(range(16, 257, 8))),
+      wa=pg.oneof([float(w) for w in range(8, 257, 8)]),
+      wm=pg.oneof(_grid(1.5, 3.0, 0.05)),
+      group_width=pg.oneof([1, 2, 4, 8, 16, 32]),
+      block_type=block_type)
+
+
+@register_search_space('regnet_x', kind='backbone', vertex=False)
+def regnet_x_search_space() -> RegNetSpec:
+  return regnet_search_space('x')
+
+
+@register_search_space('regnet_y', kind='backbone', vertex=False)
+def regnet_y_search_space() -> RegNetSpec:
+  return regnet_search_space('y')
 
 
 # ---------------------------------------------------------------------------

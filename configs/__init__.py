@@ -37,6 +37,7 @@ PAIRS = (
     'mnasnet_detection',
     'nasfpn_detection',
     'nasfpn_segmentation',
+    'regnet_classification',
     'spinenet_detection',
     'spinenet_mbconv_detection',
     'spinenet_scaling_detection',

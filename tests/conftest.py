@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+import trainer  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS before a test imports TensorFlow)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params')
 

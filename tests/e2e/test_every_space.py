@@ -1,10 +1,11 @@
 """Every registered space searches in `make test`: a real one-trial search
-through the CLI for each space no other default test searches."""
+through the CLI for each Vertex space no other default test searches, and a
+two-trial search for each of the seed papers' spaces."""
 
 import pytest
 
 import search_spaces
-from tests.conftest import cli, fixture_sample
+from tests.conftest import DIGITS, cli, fixture_sample
 from tests.e2e.test_detection_segmentation import TINY
 from trainer.controller import store as store_lib
 
@@ -20,6 +21,14 @@ SEARCHED_ELSEWHERE = {
 # search for a fixed base architecture of their task.
 ARCHITECTURES = ['efficientnet_v2', 'spinenet_v2', 'spinenet_mbconv',
                  'spinenet_scaling']
+# The seed papers' classification spaces: two trials at a time, 10 steps of
+# batch 16 on 32 px digits (their random samples reach 10M parameters even at
+# the tiny config's width).
+PAPER_SPACES = ['anynet_x', 'regnet_x', 'regnet_y']
+PAPER_OVERRIDE = ('trainer.train_steps=10,trainer.steps_per_loop=5,'
+                  'trainer.summary_interval=5,trainer.validation_interval=10,'
+                  'trainer.checkpoint_interval=10,'
+                  f'task.train_data.global_batch_size=16,{DIGITS}')
 AUGMENTATIONS = {
     'randaugment_segmentation': ('nasfpn', 'nas_semantic_segmentation', 'miou'),
     'autoaugment_detection': ('mnasnet', 'nas_retinanet', 'AP'),
@@ -28,7 +37,8 @@ AUGMENTATIONS = {
 
 
 def test_every_registered_space_is_searched():
-  searched = set(SEARCHED_ELSEWHERE) | set(ARCHITECTURES) | set(AUGMENTATIONS)
+  searched = (set(SEARCHED_ELSEWHERE) | set(ARCHITECTURES) |
+              set(AUGMENTATIONS) | set(PAPER_SPACES))
   assert set(search_spaces.list_search_spaces()) == searched
 
 
@@ -62,3 +72,21 @@ def test_augmentation_space_searches(tmp_path, space):
   assert trial.reward == pytest.approx(trial.metrics[metric])
   search_spaces.dna_from_nas_params(
       search_spaces.get_search_space(space), trial.nas_params_str)
+
+
+@pytest.mark.parametrize('space', PAPER_SPACES)
+def test_paper_space_searches_two_trials(tmp_path, space):
+  result = cli('--mode=search', f'--job_dir={tmp_path}', f'--search_space={space}',
+               '--max_trials=2', '--max_parallel_trials=2',
+               '--max_failed_trials=1', f'--params_override={PAPER_OVERRIDE}',
+               '--seed=7', timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  trials = store_lib.Store.open(str(tmp_path), read_only=True).trials('search')
+  assert [(t.id, t.status) for t in trials] == [(1, 'completed'),
+                                                (2, 'completed')]
+  space_value = search_spaces.get_search_space(space)
+  for trial in trials:
+    assert trial.reward == pytest.approx(trial.metrics['top_1_accuracy'])
+    assert trial.metrics['multi_add_flops_billion'] > 0
+    search_spaces.dna_from_nas_params(space_value, trial.nas_params_str)
+  assert trials[0].nas_params_str != trials[1].nas_params_str

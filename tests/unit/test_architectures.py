@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import random
 import re
 
 import numpy as np
@@ -350,6 +351,9 @@ PREBUILT_BINDINGS = {
     'spinenet_mbconv': ('nas_retinanet', 'spinenet'),
     'nasfpn': ('nas_retinanet', 'nasfpn'),
     'spinenet_scaling': ('nas_retinanet', 'spinenet_scaling'),
+    'anynet_x': ('nas_image_classification', 'regnet'),
+    'regnet_x': ('nas_image_classification', 'regnet'),
+    'regnet_y': ('nas_image_classification', 'regnet'),
 }
 
 
@@ -358,7 +362,11 @@ def test_every_prebuilt_architecture_space_is_bound_by_its_module():
           if search_spaces.search_space_kind(name) != 'augmentation'} == set(
               PREBUILT_BINDINGS)
   for name, expected in PREBUILT_BINDINGS.items():
-    binding = architectures.binding_for(_materialise(name, 0))
+    space = search_spaces.get_search_space(name)
+    spec = (_materialise(name, 0) if name in search_spaces.vertex_search_spaces()
+            else search_spaces.materialize(space, pg.random_dna(
+                _dna_spec(name), random.Random(0))))
+    binding = architectures.binding_for(spec)
     assert (binding.default_experiment, binding.config_space) == expected, name
   assert architectures.binding_for(
       search_spaces.spinenet49_reference_spec()).apply is (

@@ -334,12 +334,20 @@ def test_report_of_an_augmentation_search(tmp_path):
     ('spinenet', '<rect class="node ', 18),
     ('nasfpn', '<rect class="node ', 12),
     ('spinenet_scaling', '<pre class="summary">', 1),
+    ('regnet_x', '<rect class="block ', 5),  # Stem and the 200MF's 4 stages.
 ])
 def test_architecture_drawings(space_name, drawn, count):
   """Block groups as boxes; SpineNet and NAS-FPN as graphs with two input
   edges per block that has inputs; other specs as their summary."""
-  with open(os.path.join(FIXTURES, f'{space_name}.json')) as f:
-    nas_params_str = json.load(f)['nas_params_str_samples'][0]
+  if space_name in search_spaces.vertex_search_spaces():
+    with open(os.path.join(FIXTURES, f'{space_name}.json')) as f:
+      nas_params_str = json.load(f)['nas_params_str_samples'][0]
+  else:  # Near RegNetX-200MF (its published wa, 36.44, is off the grid).
+    space = search_spaces.get_search_space(space_name)
+    dna = pg.template(space).encode(search_spaces.RegNetSpec(
+        depth=13, w0=24, wa=40.0, wm=2.5, group_width=8))
+    dna.use_spec(pg.dna_spec(space))
+    nas_params_str = search_spaces.nas_params_from_dna(dna)
   spec = report.Architectures(space_name).spec(nas_params_str)
   drawing = report.architecture_html(spec)
   assert drawing.count(drawn) == count

@@ -243,6 +243,21 @@ def _draw_efficientnet_v2(spec: search_spaces.EfficientNetV2Spec) -> str:
   return _block_groups_html(_block_groups(spec, _efficientnet_v2_block))
 
 
+@register_drawing(search_spaces.AnyNetSpec)
+@register_drawing(search_spaces.RegNetSpec)
+def _draw_anynet(spec: Any) -> str:
+  """A RegNet as the stages it builds, like an AnyNet."""
+  kind = f'{spec.block_type}-block'
+  groups = [BlockGroup('stem', ['stem', 'conv 3×3', f'{STEM_FILTERS} ch',
+                                'stride 2'], STEM_FILTERS, 2)]
+  for stage in spec.stage_specs():
+    groups.append(BlockGroup(kind, [
+        f'{spec.block_type.upper()} ×{stage.depth}',
+        f'b{stage.bottleneck_ratio} · g{stage.group_width}',
+        f'{stage.width} ch', 'stride 2'], stage.width, 2))
+  return _block_groups_html(groups)
+
+
 @register_drawing(search_spaces.SpineNetSpec)
 def _draw_spinenet(spec: search_spaces.SpineNetSpec) -> str:
   return _graph_html(_spinenet_nodes(spec))

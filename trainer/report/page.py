@@ -383,12 +383,14 @@ rect.node.output{stroke-width:2.5}
 .stem{fill:#d9dde4}.conv{fill:#9ecae1}.mbconv{fill:#fdb97d}.fused_mbconv{fill:#a1d99b}
 .input{fill:#d9dde4}.init{fill:#d9dde4}.residual{fill:#9ecae1}
 .bottleneck{fill:#fdb97d}.sum{fill:#9ecae1}.attention{fill:#c5b0e0}
+.x-block{fill:#9ecae1}.y-block{fill:#fdb97d}
 .swatch{display:inline-block;width:14px;height:14px;border-radius:3px;
  vertical-align:-2px;margin:0 4px 0 12px;border:1px solid #3d4a60}
 .swatch.stem,.swatch.input,.swatch.init{background:#d9dde4}
 .swatch.conv,.swatch.residual,.swatch.sum{background:#9ecae1}
 .swatch.mbconv,.swatch.bottleneck{background:#fdb97d}
 .swatch.fused_mbconv{background:#a1d99b}.swatch.attention{background:#c5b0e0}
+.swatch.x-block{background:#9ecae1}.swatch.y-block{background:#fdb97d}
 img.preview{max-width:100%}
 """
 

@@ -42,6 +42,7 @@ from trainer import platform_flags
 from trainer.training.architectures import efficientnet_v2
 from trainer.training.architectures import mnasnet
 from trainer.training.architectures import nasfpn
+from trainer.training.architectures import regnet
 from trainer.training.architectures import spinenet
 
 
@@ -60,6 +61,8 @@ class Backbone(backbones.Backbone):
       default_factory=spinenet.TunableSpineNet)
   tunable_spinenet_mbconv: spinenet.TunableSpineNetMbconv = dataclasses.field(
       default_factory=spinenet.TunableSpineNetMbconv)
+  tunable_regnet: regnet.TunableRegNet = dataclasses.field(
+      default_factory=regnet.TunableRegNet)
 
 
 @dataclasses.dataclass

@@ -16,6 +16,7 @@ from trainer.training.architectures import mnasnet  # pylint: disable=unused-imp
 from trainer.training.architectures import efficientnet_v2  # pylint: disable=unused-import
 from trainer.training.architectures import spinenet  # pylint: disable=unused-import
 from trainer.training.architectures import nasfpn  # pylint: disable=unused-import
+from trainer.training.architectures import regnet  # pylint: disable=unused-import
 from trainer.training.architectures import registry
 from trainer.training.architectures.registry import ArchitectureBinding  # pylint: disable=unused-import
 

@@ -5,25 +5,28 @@ the block-group backbones (MnasNet, EfficientNetV2) collect their per-level
 endpoints the same way, so both live here once.
 """
 
-from typing import Any, Callable, Dict, Optional, Sequence, Type
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union
 
 import pyglove as pg
 import tf_keras
 
 
-def load_spec(block_specs_json: str, spec_type: Type[Any],
+def load_spec(block_specs_json: str,
+              spec_type: Union[Type[Any], Tuple[Type[Any], ...]],
               component: str) -> Any:
-  """The `spec_type` a config carries; a clear error when it carries none.
-
-  `component` names the backbone or decoder type in the message.
+  """The `spec_type` (or one of a tuple of types) a config carries; a clear
+  error when it carries none. `component` names the backbone or decoder type
+  in the message.
   """
+  names = ' or '.join(t.__name__ for t in (
+      spec_type if isinstance(spec_type, tuple) else (spec_type,)))
   if not block_specs_json:
     raise ValueError(f'{component} needs block_specs_json: the materialised '
-                     f'{spec_type.__name__} of a trial (pg.to_json_str)')
+                     f'{names} of a trial (pg.to_json_str)')
   spec = pg.from_json_str(block_specs_json)
   if not isinstance(spec, spec_type):
     raise ValueError(f'block_specs_json holds {type(spec).__name__}, '
-                     f'not a {spec_type.__name__}')
+                     f'not a {names}')
   return spec
 
 
