@@ -10,7 +10,9 @@
 #   (d) latency of (a)'s models, measured after training in a separate
 #       process on each trial's own device, and that device;
 #   (e) one SpineNet RetinaNet trial with the search_gpu config shortened to
-#       SPINENET_STEPS steps: steady steps/s and AP.
+#       SPINENET_STEPS steps: steady steps/s and AP;
+#   (f) one RegNetY trial with the search_gpu config (native grouped convs)
+#       on the built-in shapes at 64 px: steady steps/s and its device.
 #
 # Without a GPU it says so in one line and runs the CPU parts only. It ends
 # with one JSON line of the figures (null where a part did not run). A part
@@ -109,6 +111,16 @@ else
   trial spinenet "$GPU" --search_space=spinenet --nas_params_str="$WORK/spinenet.json" \
     --config_file=spinenet_detection_search_gpu --accelerator=gpu \
     --params_override="$(steps "$SPINENET_STEPS" "$SPINENET_PER_LOOP"),task.validation_data.global_batch_size=16"
+  # (f) RegNetY near 200MF: grouped convs run natively on the GPU (a CPU
+  # convolves the groups one by one), on the built-in shapes at 64 px.
+  "$PYTHON" -c 'import pyglove as pg, search_spaces as s
+space = s.get_search_space("regnet_y")
+dna = pg.template(space).encode(s.RegNetSpec(depth=13, w0=24, wa=40.0, wm=2.5, group_width=8, block_type="y"))
+dna.use_spec(pg.dna_spec(space))
+print(s.nas_params_from_dna(dna))' >"$WORK/regnet_y.json" &&
+  trial regnet "$GPU" --search_space=regnet_y --nas_params_str="$WORK/regnet_y.json" \
+    --config_file=regnet_classification_search_gpu --accelerator=gpu \
+    --params_override="$(steps "$STEPS" "$PER_LOOP"),task.model.input_size=[64,64,3]"
 fi
 
 "$PYTHON" - "$WORK" "$GPUS" "$SECONDS" "${FAILED[@]}" <<'EOF'
@@ -132,7 +144,8 @@ def rounded(value, digits=3):
   return round(value, digits) if isinstance(value, float) else value
 
 
-cpu, gpu, float16, spinenet = map(metrics, ('cpu', 'gpu', 'float16', 'spinenet'))
+cpu, gpu, float16, spinenet, regnet = map(
+    metrics, ('cpu', 'gpu', 'float16', 'spinenet', 'regnet'))
 ray = [metrics('ray', i) for i in (1, 2)]
 ratio = (gpu['steady_steps_per_s'] / cpu['steady_steps_per_s']
          if gpu.get('steady_steps_per_s') and cpu.get('steady_steps_per_s')
@@ -154,6 +167,8 @@ figures = {
     'float16_compute_dtype': float16.get('compute_dtype'),
     'spinenet_steps_per_s': rounded(spinenet.get('steady_steps_per_s')),
     'spinenet_AP': rounded(spinenet.get('AP'), 4),
+    'regnet_steps_per_s': rounded(regnet.get('steady_steps_per_s')),
+    'regnet_device': regnet.get('device'),
     'wall_s': int(wall_s),
     'failed': failed,
 }

@@ -69,7 +69,7 @@ def _garbage_records(tmp_path):
 
 SEARCH_CASES = {
     'unknown space': (lambda tmp: ['--search_space=no_such_space'],
-                      "unknown search space 'no_such_space'; valid: autoaugment_detection"),
+                      "unknown search space 'no_such_space'; valid: anynet_x, autoaugment_detection"),
     'unknown algorithm': (lambda tmp: ['--algorithm=annealing'],
                           "unknown algorithm 'annealing'; valid: random, grid"),
     'bad YAML': (lambda tmp: [_bad_yaml(tmp)], 'is not valid YAML'),
