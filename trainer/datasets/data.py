@@ -131,7 +131,7 @@ def _cached(settings: dict, write: Callable[[str], None]) -> Optional[str]:
     fileio.write_text(os.path.join(staging, MARKER), key)
     if os.path.isdir(folder) and not _marked(os.path.join(folder, MARKER),
                                              settings):
-      shutil.rmtree(folder)  # Damaged: a complete one was renamed in.
+      shutil.rmtree(folder)  # Damaged (no matching marker): ours replaces it.
     os.rename(staging, folder)
   except OSError:  # Another process put it there first.
     if not _marked(os.path.join(folder, MARKER), settings):
