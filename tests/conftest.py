@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny real config, the CLI as a subprocess, one search job."""
 
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,31 +72,51 @@ def kill_cli_when(flags, log_path, marker, tmp_path):
       process.wait()
 
 
+SEARCH_SEED = 1  # search_flags' --seed.
+
+
 def search_flags(job_dir, max_trials, *extra, override=TINY_OVERRIDE):
   return ('--mode=search', f'--job_dir={job_dir}', '--search_space=mnasnet',
           f'--max_trials={max_trials}', f'--params_override={override}',
-          '--seed=1', *extra)
+          f'--seed={SEARCH_SEED}', *extra)
+
+
+def _session_root(tmp_path_factory):
+  """The temp dir both xdist workers of this session share."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
 
 
 @pytest.fixture(scope='session', autouse=True)
 def data_cache(tmp_path_factory):
   """Built-in data is generated once per test session (shared by xdist's
   workers), not in the user's cache; CLI subprocesses inherit it."""
-  base = tmp_path_factory.getbasetemp()
-  root = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
-  os.environ['NAS_GARDEN_DATA_CACHE'] = str(root / 'data-cache')
+  os.environ['NAS_GARDEN_DATA_CACHE'] = str(
+      _session_root(tmp_path_factory) / 'data-cache')
   return os.environ['NAS_GARDEN_DATA_CACHE']
 
 
 @pytest.fixture(scope='session')
 def search_job(tmp_path_factory):
   """A finished 3-trial search with a FLOPs target, two trials at a time
-  (real trials, local executor)."""
-  job_dir = str(tmp_path_factory.mktemp('search_job'))
-  result = cli(*search_flags(job_dir, 3, '--target_flops_multi_adds_billion=0.0008',
-                             '--max_parallel_trials=2'),
-               check=True)
-  return job_dir, result.stdout
+  (real trials, local executor): run once per test session, the first
+  worker to need it running it while the other waits, and copied into each
+  worker's own job dir. Returns (job dir, the search's stdout)."""
+  shared = _session_root(tmp_path_factory) / 'search_job'
+  with open(f'{shared}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(f'{shared}.stdout'):
+      shutil.rmtree(shared, ignore_errors=True)
+      result = cli(*search_flags(
+          str(shared), 3, '--target_flops_multi_adds_billion=0.0008',
+          '--max_parallel_trials=2'), check=True)
+      with open(f'{shared}.stdout.partial', 'w') as f:
+        f.write(result.stdout)
+      os.rename(f'{shared}.stdout.partial', f'{shared}.stdout')
+  job_dir = tmp_path_factory.mktemp('search_job') / 'job'
+  shutil.copytree(shared, job_dir)
+  with open(f'{shared}.stdout') as f:
+    return str(job_dir), f.read()
 
 
 # The platform's small SpineNet detection test config (its keys and values).

@@ -7,7 +7,9 @@ import os
 import pytest
 import yaml
 
-from tests.conftest import FIXTURES, TINY_OVERRIDE, cli, mnasnet_sample
+from tests.conftest import SEARCH_SEED, TINY_OVERRIDE, cli, mnasnet_sample
+from trainer import spec as spec_lib
+from trainer.controller import store as store_lib
 
 
 def test_trial_trains_reports_and_writes_artifacts(tmp_path):
@@ -59,15 +61,18 @@ def test_asking_for_a_gpu_without_one_is_a_one_line_error(tmp_path):
   assert not (tmp_path / 'trials' / '1' / 'metrics.json').exists()
 
 
-def test_same_architecture_and_seed_reproduce_accuracy(tmp_path):
-  sample = mnasnet_sample(2)
-  accuracies = []
-  for run in ('a', 'b'):
-    cli('--mode=trial', f'--job_dir={tmp_path / run}', f'--nas_params_str={sample}',
-        f'--params_override={TINY_OVERRIDE}', '--seed=5', check=True)
-    metrics = json.loads((tmp_path / run / 'trials' / '1' / 'metrics.json').read_text())
-    accuracies.append(metrics['top_1_accuracy'])
-  assert accuracies[0] == pytest.approx(accuracies[1], abs=1e-6)
+def test_same_architecture_and_seed_reproduce_accuracy(search_job, tmp_path):
+  """A search trial's architecture and seed, trained again alone, reach its
+  accuracy."""
+  job_dir, _ = search_job
+  searched = store_lib.Store.open(job_dir, read_only=True).trials('search')[0]
+  cli('--mode=trial', f'--job_dir={tmp_path}',
+      f'--nas_params_str={searched.nas_params_str}',
+      f'--params_override={TINY_OVERRIDE}',
+      f'--seed={spec_lib.trial_seed(SEARCH_SEED, searched.id)}', check=True)
+  metrics = json.loads((tmp_path / 'trials' / '1' / 'metrics.json').read_text())
+  assert metrics['top_1_accuracy'] == pytest.approx(
+      searched.metrics['top_1_accuracy'], abs=1e-6)
 
 
 def test_patched_user_space_trains_as_mnasnet(tmp_path):

@@ -39,11 +39,15 @@ from augment import parsers
 from trainer import fileio
 from trainer import outcome
 from trainer import platform_flags
+from trainer.training import autograph_rules
 from trainer.training.architectures import efficientnet_v2
 from trainer.training.architectures import mnasnet
 from trainer.training.architectures import nasfpn
 from trainer.training.architectures import regnet
 from trainer.training.architectures import spinenet
+
+
+autograph_rules.skip_model_garden_vision()  # Before anything traces.
 
 
 class ConfigError(ValueError):
