@@ -38,6 +38,7 @@ PAIRS = (
     'nasfpn_detection',
     'nasfpn_segmentation',
     'regnet_classification',
+    'regnet_detection',
     'spinenet_detection',
     'spinenet_mbconv_detection',
     'spinenet_scaling_detection',

@@ -13,6 +13,7 @@ import tf_keras
 from official.core import exp_factory
 from official.core import task_factory
 from official.core import train_utils
+import configs
 import search_spaces
 from trainer.training import architectures
 from trainer.training import experiments  # pylint: disable=unused-import  (registers the NAS experiments)
@@ -113,6 +114,38 @@ def test_tiny_proxy_narrows_every_stage_and_keeps_levels():
   assert shapes == {'1': (None, 32, 32, 32), '2': (None, 16, 16, 8),
                     '3': (None, 8, 8, 16), '4': (None, 4, 4, 40),
                     '5': (None, 2, 2, 96)}
+
+
+def _detection_config():
+  return experiments.load_experiment_config(
+      'nas_retinanet', configs.resolve('regnet_detection_search_cpu'))
+
+
+def test_regnet_is_a_retinanet_backbone_under_fpn():
+  """The shipped detection config: RegNetX-200MF's levels 3-5 feed the FPN
+  and the head predicts at each."""
+  params = _detection_config()
+  architectures.apply_architecture(params, _published('x'))
+  model = task_factory.get_task(params.task).build_model()
+  assert isinstance(model.backbone, regnet.RegNet)
+  outputs = model(tf.zeros([1, 64, 64, 3]), training=True)
+  assert sorted(outputs['cls_outputs']) == ['3', '4', '5']
+  assert outputs['cls_outputs']['5'].shape[1:3] == (2, 2)
+  tf_keras.backend.clear_session()
+
+
+def test_a_regnet_too_shallow_for_the_detector_is_refused_in_one_line():
+  # Widths 256..296 quantise to one stage: levels 1-2 only.
+  shallow = search_spaces.RegNetSpec(depth=6, w0=256, wa=8, wm=1.5,
+                                     group_width=8)
+  assert len(shallow.stage_specs()) == 1
+  with pytest.raises(ValueError, match=r'^this architecture has 1 stage\(s\), '
+                     r'feature levels up to 2; the model needs level '
+                     r'task.model.min_level=3$'):
+    architectures.apply_architecture(_detection_config(), shallow)
+  params = exp_factory.get_exp_config('nas_image_classification')
+  architectures.apply_architecture(params, shallow)  # A classifier takes it.
+  assert params.task.model.backbone.type == 'tunable_regnet'
 
 
 @pytest.mark.parametrize('group_width, filters', [(1, 16), (4, 16), (8, 32)])

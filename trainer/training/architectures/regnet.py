@@ -222,7 +222,15 @@ def build_tunable_regnet(
 
 
 def apply_regnet(params: cfg.ExperimentConfig, spec: Any) -> None:
-  """Writes a RegNet or AnyNet architecture as the config's backbone."""
+  """Writes a RegNet or AnyNet architecture as the config's backbone. Under a
+  decoder (detection) its stages must reach task.model.min_level: a RegNet
+  whose quantised widths form one stage has levels 1-2 only."""
+  min_level = params.task.model.as_dict().get('min_level')
+  deepest = len(spec.stage_specs()) + 1
+  if min_level is not None and deepest < min_level:
+    raise ValueError(
+        f'this architecture has {deepest - 1} stage(s), feature levels up to '
+        f'{deepest}; the model needs level task.model.min_level={min_level}')
   blocks.write_spec(params.task.model.backbone, 'tunable_regnet', spec)
 
 
