@@ -16,18 +16,23 @@ SEARCHED_ELSEWHERE = {
     'nasfpn': 'test_detection_segmentation.py (segmentation)',
     'randaugment_detection': 'test_augment_search.py',
 }
-# Architecture spaces: a detection search. Augmentation spaces: a policy
-# search for a fixed base architecture of their task.
-ARCHITECTURES = ['efficientnet_v2', 'spinenet_v2', 'spinenet_mbconv',
-                 'spinenet_scaling']
-# The seed papers' classification spaces: 10 steps of batch 16 on 32 px
-# digits (their random samples reach 10M parameters even at
-# the tiny config's width).
-PAPER_SPACES = ['anynet_x', 'regnet_x', 'regnet_y']
+# The seed papers' classification spaces train 10 steps of batch 16 on 32 px
+# digits (their random samples reach 10M parameters even at the tiny config's
+# width).
 PAPER_OVERRIDE = ('trainer.train_steps=10,trainer.steps_per_loop=5,'
                   'trainer.summary_interval=5,trainer.validation_interval=10,'
                   'trainer.checkpoint_interval=10,'
                   f'task.train_data.global_batch_size=16,{DIGITS}')
+# Architecture spaces: (experiment, its metric, override) of their search.
+ARCHITECTURES = {
+    **{space: ('nas_retinanet', 'AP', TINY) for space in (
+        'efficientnet_v2', 'spinenet_v2', 'spinenet_mbconv',
+        'spinenet_scaling')},
+    **{space: ('nas_image_classification', 'top_1_accuracy', PAPER_OVERRIDE)
+       for space in ('anynet_x', 'regnet_x', 'regnet_y')},
+}
+# Augmentation spaces: a policy search for a fixed base architecture of their
+# task.
 AUGMENTATIONS = {
     'randaugment_segmentation': ('nasfpn', 'nas_semantic_segmentation', 'miou'),
     'autoaugment_detection': ('mnasnet', 'nas_retinanet', 'AP'),
@@ -36,8 +41,7 @@ AUGMENTATIONS = {
 
 
 def test_every_registered_space_is_searched():
-  searched = (set(SEARCHED_ELSEWHERE) | set(ARCHITECTURES) |
-              set(AUGMENTATIONS) | set(PAPER_SPACES))
+  searched = set(SEARCHED_ELSEWHERE) | set(ARCHITECTURES) | set(AUGMENTATIONS)
   assert set(search_spaces.list_search_spaces()) == searched
 
 
@@ -51,11 +55,13 @@ def _one_trial(job_dir, stage, *flags, override=TINY):
   return trial
 
 
-@pytest.mark.parametrize('space', ARCHITECTURES)
+@pytest.mark.parametrize('space', sorted(ARCHITECTURES))
 def test_architecture_space_searches(tmp_path, space):
+  experiment, metric, override = ARCHITECTURES[space]
   trial = _one_trial(tmp_path, 'search', '--mode=search',
-                     f'--search_space={space}', '--experiment=nas_retinanet')
-  assert trial.reward == pytest.approx(trial.metrics['AP'])
+                     f'--search_space={space}', f'--experiment={experiment}',
+                     override=override)
+  assert trial.reward == pytest.approx(trial.metrics[metric])
   assert trial.metrics['multi_add_flops_billion'] > 0
   search_spaces.dna_from_nas_params(  # A point of the space, as stored.
       search_spaces.get_search_space(space), trial.nas_params_str)
@@ -69,15 +75,5 @@ def test_augmentation_space_searches(tmp_path, space):
                      f'--base_search_space={base}',
                      f'--base_nas_params_str={fixture_sample(base)}')
   assert trial.reward == pytest.approx(trial.metrics[metric])
-  search_spaces.dna_from_nas_params(
-      search_spaces.get_search_space(space), trial.nas_params_str)
-
-
-@pytest.mark.parametrize('space', PAPER_SPACES)
-def test_paper_space_searches(tmp_path, space):
-  trial = _one_trial(tmp_path, 'search', '--mode=search',
-                     f'--search_space={space}', override=PAPER_OVERRIDE)
-  assert trial.reward == pytest.approx(trial.metrics['top_1_accuracy'])
-  assert trial.metrics['multi_add_flops_billion'] > 0
   search_spaces.dna_from_nas_params(
       search_spaces.get_search_space(space), trial.nas_params_str)
