@@ -16,7 +16,7 @@ from official.core import train_utils
 import configs
 import search_spaces
 from trainer.training import architectures
-from trainer.training import experiments  # pylint: disable=unused-import  (registers the NAS experiments)
+from trainer.training import experiments
 from trainer.training.architectures import regnet
 
 # The paper's 200MF models (Radosavovic et al. 2020, Table of RegNetX/Y):
