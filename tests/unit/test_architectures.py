@@ -7,6 +7,7 @@ input / 2**level.
 
 import dataclasses
 import functools
+import inspect
 import json
 import pathlib
 import random
@@ -34,6 +35,7 @@ from trainer.training import architectures
 from trainer.training.architectures import mnasnet as mnasnet_arch
 from trainer.training.architectures import efficientnet_v2
 from trainer.training.architectures import nasfpn
+from trainer.training.architectures import regnet
 from trainer.training.architectures import registry
 from trainer.training.architectures import spinenet
 
@@ -260,6 +262,28 @@ def test_fused_mbconv_without_expansion_keeps_its_strided_conv():
   assert (5, 5, 16, 16) in kernels
   rebuilt = efficientnet_v2.EfficientNetV2.from_config(backbone.get_config())
   assert rebuilt.count_params() == backbone.count_params()
+
+
+@pytest.mark.parametrize('backbone_class, spec', [
+    (mnasnet_arch.MnasNet, lambda: _materialise('mnasnet', 0)),
+    (efficientnet_v2.EfficientNetV2, lambda: _materialise('efficientnet_v2', 0)),
+    (regnet.RegNet, lambda: search_spaces.RegNetSpec(
+        depth=13, w0=24, wa=36.44, wm=2.49, group_width=8))])
+def test_level_backbone_config_is_its_constructor_arguments(backbone_class,
+                                                            spec):
+  """get_config holds every constructor argument as given, and from_config
+  rebuilds the same network."""
+  arguments = dict(block_specs_json=pg.to_json_str(spec()),
+                   filter_size_scale=0.5, norm_momentum=0.95,
+                   activation='swish')
+  backbone = backbone_class(**arguments)
+  config = backbone.get_config()
+  parameters = set(inspect.signature(backbone_class.__init__).parameters)
+  assert set(config) == parameters - {'self', 'kwargs'}
+  assert {k: config[k] for k in arguments} == arguments
+  rebuilt = backbone_class.from_config(config)
+  assert rebuilt.count_params() == backbone.count_params()
+  tf_keras.backend.clear_session()
 
 
 def test_mnasnet_without_head_conv_serves_retinanet_levels_3_to_7():

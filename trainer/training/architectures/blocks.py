@@ -69,12 +69,20 @@ def build_level_endpoints(
   return endpoints
 
 
+def constructor_arguments(arguments: Dict[str, Any]) -> Dict[str, Any]:
+  """A LevelBackbone's config: the `locals()` of its `__init__` taken before
+  anything else is assigned, without `self` and the Keras `kwargs`."""
+  return {name: value for name, value in arguments.items()
+          if name not in ('self', 'kwargs', '__class__')}
+
+
 class LevelBackbone(tf_keras.Model):
   """A functional backbone returning {level: features}, rebuilt from config.
 
-  Subclasses build their graph, then call `_finish(config, inputs, endpoints)`
-  with the constructor arguments, so Keras serialisation and Model Garden's
-  `output_specs` come for free.
+  Subclasses take `config = constructor_arguments(locals())` as the first
+  statement of `__init__`, build their graph, then call
+  `_finish(config, inputs, endpoints)`, so Keras serialisation and Model
+  Garden's `output_specs` come for free.
   """
 
   def _finish(self, config: Dict[str, Any], inputs: Any,

@@ -62,18 +62,7 @@ class EfficientNetV2(blocks.LevelBackbone):
                norm_epsilon: float = 0.001,
                kernel_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
                **kwargs):
-    config = {
-        'block_specs_json': block_specs_json,
-        'input_specs': input_specs,
-        'endpoints_num_filters': endpoints_num_filters,
-        'filter_size_scale': filter_size_scale,
-        'stem_filters': stem_filters,
-        'activation': activation,
-        'use_sync_bn': use_sync_bn,
-        'norm_momentum': norm_momentum,
-        'norm_epsilon': norm_epsilon,
-        'kernel_regularizer': kernel_regularizer,
-    }
+    config = blocks.constructor_arguments(locals())
     spec = blocks.load_spec(block_specs_json, search_spaces.EfficientNetV2Spec,
                             'tunable_efficientnet_v2')
     norm = dict(use_sync_bn=use_sync_bn, norm_momentum=norm_momentum,

@@ -176,16 +176,7 @@ class RegNet(blocks.LevelBackbone):
                norm_epsilon: float = 1e-5,
                kernel_regularizer: Optional[tf_keras.regularizers.Regularizer] = None,
                **kwargs):
-    config = {
-        'block_specs_json': block_specs_json,
-        'input_specs': input_specs,
-        'filter_size_scale': filter_size_scale,
-        'activation': activation,
-        'use_sync_bn': use_sync_bn,
-        'norm_momentum': norm_momentum,
-        'norm_epsilon': norm_epsilon,
-        'kernel_regularizer': kernel_regularizer,
-    }
+    config = blocks.constructor_arguments(locals())
     spec = parse_spec(block_specs_json)
     norm = dict(use_sync_bn=use_sync_bn, norm_momentum=norm_momentum,
                 norm_epsilon=norm_epsilon)
