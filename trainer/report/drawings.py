@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import search_spaces
 from trainer.report.charts import esc
 
-# Model Garden's MnasNet and EfficientNetV2 stem, before filter_size_scale.
+# The MnasNet, EfficientNetV2 and RegNet stem, before filter_size_scale.
 STEM_FILTERS = 32
 BLOCK_WIDTH, BLOCK_GAP = 118, 26
 
@@ -23,12 +23,16 @@ class BlockGroup(NamedTuple):
   strides: int
 
 
+# The stride-2 3x3 conv every block-group backbone starts with.
+STEM = BlockGroup('stem', ['stem', 'conv 3×3', f'{STEM_FILTERS} ch', 'stride 2'],
+                  STEM_FILTERS, 2)
+
+
 def _block_groups(spec: Any, describe: Callable[[Any], Tuple[str, str, str]]
                   ) -> List[BlockGroup]:
   """The stem, then each block group; `describe(block)` gives a group's
   (kind, details line, width line), which differ between the spaces."""
-  groups = [BlockGroup('stem', ['stem', 'conv 3×3', f'{STEM_FILTERS} ch',
-                                'stride 2'], STEM_FILTERS, 2)]
+  groups = [STEM]
   for b in spec.blocks:
     kind, details, width = describe(b)
     groups.append(BlockGroup(kind, [f'{kind} ×{b.num_repeats}', details, width,
@@ -248,8 +252,7 @@ def _draw_efficientnet_v2(spec: search_spaces.EfficientNetV2Spec) -> str:
 def _draw_anynet(spec: Any) -> str:
   """A RegNet as the stages it builds, like an AnyNet."""
   kind = f'{spec.block_type}-block'
-  groups = [BlockGroup('stem', ['stem', 'conv 3×3', f'{STEM_FILTERS} ch',
-                                'stride 2'], STEM_FILTERS, 2)]
+  groups = [STEM]
   for stage in spec.stage_specs():
     groups.append(BlockGroup(kind, [
         f'{spec.block_type.upper()} ×{stage.depth}',
