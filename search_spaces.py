@@ -1,5 +1,6 @@
 """Prebuilt NAS search spaces: Vertex AI NAS's, decision for decision, and
-the seed papers' design spaces (RegNet's AnyNetX, RegNetX and RegNetY).
+the seed papers' spaces (NASNet's cells; RegNet's AnyNetX, RegNetX and
+RegNetY).
 
 Pure PyGlove: importing this module never imports TensorFlow, so a controller,
 a notebook or a CI job can enumerate, sample and validate architectures cheaply.
@@ -698,6 +699,106 @@ def regnet_y_search_space() -> RegNetSpec:
 
 
 # ---------------------------------------------------------------------------
+# NASNet cells (Zoph et al. 2018, "Learning Transferable Architectures for
+# Scalable Image Recognition"): a normal and a reduction cell of B=5 blocks
+# ---------------------------------------------------------------------------
+
+NASNET_NUM_BLOCKS = 5
+# The paper's operations (its Section 3 list).
+NASNET_OPS = ('identity', 'conv_1x3_3x1', 'conv_1x7_7x1', 'dilated_conv_3x3',
+              'avg_pool_3x3', 'max_pool_3x3', 'max_pool_5x5', 'max_pool_7x7',
+              'conv_1x1', 'conv_3x3', 'sep_conv_3x3', 'sep_conv_5x5',
+              'sep_conv_7x7')
+# How a block joins its two operations' outputs: the paper's add, or the
+# concatenation of its ablation.
+NASNET_COMBINATIONS = ('add', 'concat')
+# Hidden states a cell's blocks pick from: 0 is the previous cell's output,
+# 1 the one before it (as the authors' released cells number them), 2 + b
+# the output of block b.
+NASNET_NUM_CELL_INPUTS = 2
+
+
+class NasNetBlockSpec(pg.Object):
+  """One block: an operation on each of two earlier hidden states, joined."""
+
+  left_input: int
+  left_op: str
+  right_input: int
+  right_op: str
+  combination: str = 'add'
+
+
+class NasNetCellSpec(pg.Object):
+  """A cell: its blocks in order, and the hidden states its output
+  concatenates (None: every state no block takes as input, the paper's
+  rule)."""
+
+  blocks: list[NasNetBlockSpec]
+  output_states: Optional[list[int]] = None
+
+  def _on_bound(self):
+    super()._on_bound()
+    for b, block in enumerate(self.blocks):
+      # A space's blocks hold hyper values; only chosen values are checked.
+      for state in (block.left_input, block.right_input):
+        if isinstance(state, int) and not (
+            0 <= state < NASNET_NUM_CELL_INPUTS + b):
+          raise ValueError(f'block {b} of a NASNet cell takes hidden state '
+                           f'{state}; it can take 0 to '
+                           f'{NASNET_NUM_CELL_INPUTS + b - 1}')
+      for op in (block.left_op, block.right_op):
+        if isinstance(op, str) and op not in NASNET_OPS:
+          raise ValueError(f'unknown NASNet operation {op!r}; valid: '
+                           f'{", ".join(NASNET_OPS)}')
+
+  def concatenated_states(self) -> List[int]:
+    """The hidden states the cell's output concatenates."""
+    if self.output_states is not None:
+      return list(self.output_states)
+    taken = {s for b in self.blocks for s in (b.left_input, b.right_input)}
+    return [s for s in range(NASNET_NUM_CELL_INPUTS + len(self.blocks))
+            if s not in taken]
+
+  def summary(self) -> str:
+    """Per block e.g. `0:sep_conv_5x5+1:sep_conv_3x3`; `|` joins a concat."""
+    return ' '.join(
+        f'{b.left_input}:{b.left_op}{"+" if b.combination == "add" else "|"}'
+        f'{b.right_input}:{b.right_op}' for b in self.blocks)
+
+
+class NasNetSpec(pg.Object):
+  """A NASNet: its normal and reduction cell."""
+
+  normal_cell: NasNetCellSpec
+  reduction_cell: NasNetCellSpec
+
+  def summary(self) -> str:
+    return (f'normal [{self.normal_cell.summary()}] '
+            f'reduction [{self.reduction_cell.summary()}]')
+
+
+def nasnet_cell_search_space() -> NasNetCellSpec:
+  """A cell of the NASNet space: for each block two inputs among the earlier
+  hidden states, an operation for each, and the combination."""
+  return NasNetCellSpec(blocks=[
+      NasNetBlockSpec(
+          left_input=pg.oneof(list(range(NASNET_NUM_CELL_INPUTS + b))),
+          left_op=pg.oneof(list(NASNET_OPS)),
+          right_input=pg.oneof(list(range(NASNET_NUM_CELL_INPUTS + b))),
+          right_op=pg.oneof(list(NASNET_OPS)),
+          combination=pg.oneof(list(NASNET_COMBINATIONS)))
+      for b in range(NASNET_NUM_BLOCKS)])
+
+
+@register_search_space('nasnet', kind='backbone', vertex=False)
+def nasnet_search_space() -> NasNetSpec:
+  """The NASNet search space: a normal and a reduction cell searched
+  independently (50 decisions)."""
+  return NasNetSpec(normal_cell=nasnet_cell_search_space(),
+                    reduction_cell=nasnet_cell_search_space())
+
+
+# ---------------------------------------------------------------------------
 # Augmentation policies (detection and segmentation)
 # ---------------------------------------------------------------------------
 
@@ -885,3 +986,41 @@ def nasfpn_reference_spec() -> NasFpnSpec:
       ],
       output_block_levels=[
           level for level, _, _ in NASFPN_REFERENCE_OUTPUT_BLOCKS])
+
+
+# NASNet-A (Zoph et al. 2018, Fig. 4), as the authors released its cells:
+# per block (left input, left op, right input, right op), all added, and the
+# hidden states each cell's output concatenates. The release concatenates
+# two states its blocks also take (state 1 of the normal cell, state 3 of
+# the reduction cell), where the paper's rule concatenates only unused ones.
+NASNET_A_NORMAL_BLOCKS = (
+    (0, 'sep_conv_5x5', 1, 'sep_conv_3x3'),
+    (1, 'sep_conv_5x5', 1, 'sep_conv_3x3'),
+    (0, 'avg_pool_3x3', 1, 'identity'),
+    (1, 'avg_pool_3x3', 1, 'avg_pool_3x3'),
+    (0, 'sep_conv_3x3', 0, 'identity'))
+NASNET_A_NORMAL_OUTPUT_STATES = (1, 2, 3, 4, 5, 6)
+NASNET_A_REDUCTION_BLOCKS = (
+    (0, 'sep_conv_5x5', 1, 'sep_conv_7x7'),
+    (0, 'max_pool_3x3', 1, 'sep_conv_7x7'),
+    (0, 'avg_pool_3x3', 1, 'sep_conv_5x5'),
+    (3, 'identity', 2, 'avg_pool_3x3'),
+    (2, 'sep_conv_3x3', 0, 'max_pool_3x3'))
+NASNET_A_REDUCTION_OUTPUT_STATES = (3, 4, 5, 6)
+
+
+def nasnet_a_spec(released_outputs: bool = False) -> NasNetSpec:
+  """NASNet-A as a NasNetSpec of the `nasnet` space; `released_outputs`
+  concatenates the states the authors' released cells do (as
+  tf_keras.applications.NASNetMobile) instead of the paper's unused ones."""
+
+  def cell(blocks, output_states):
+    return NasNetCellSpec(
+        blocks=[NasNetBlockSpec(left_input=l, left_op=lo, right_input=r,
+                                right_op=ro) for l, lo, r, ro in blocks],
+        output_states=list(output_states) if released_outputs else None)
+
+  return NasNetSpec(
+      normal_cell=cell(NASNET_A_NORMAL_BLOCKS, NASNET_A_NORMAL_OUTPUT_STATES),
+      reduction_cell=cell(NASNET_A_REDUCTION_BLOCKS,
+                          NASNET_A_REDUCTION_OUTPUT_STATES))

@@ -37,6 +37,8 @@ PAIRS = (
     'mnasnet_detection',
     'nasfpn_detection',
     'nasfpn_segmentation',
+    'nasnet_classification',
+    'nasnet_detection',
     'regnet_classification',
     'regnet_detection',
     'spinenet_detection',

@@ -15,6 +15,7 @@ SEARCHED_ELSEWHERE = {
     'spinenet': 'test_detection_segmentation.py',
     'nasfpn': 'test_detection_segmentation.py (segmentation)',
     'randaugment_detection': 'test_augment_search.py',
+    'nasnet': 'test_nasnet_searches_with_ppo_and_scheduled_drop_path below',
 }
 # The seed papers' classification spaces train 10 steps of batch 16 on 32 px
 # digits (their random samples reach 10M parameters even at the tiny config's
@@ -77,3 +78,30 @@ def test_augmentation_space_searches(tmp_path, space):
   assert trial.reward == pytest.approx(trial.metrics[metric])
   search_spaces.dna_from_nas_params(
       search_spaces.get_search_space(space), trial.nas_params_str)
+
+
+def test_nasnet_searches_with_ppo_and_scheduled_drop_path(tmp_path):
+  """Two PPO trials of the NASNet space with ScheduledDropPath on: two cell
+  pairs trained, each checkpoint's drop-path layers stepped once per
+  training step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only here)
+  result = cli(f'--job_dir={tmp_path}', '--mode=search',
+               '--search_space=nasnet', '--algorithm=ppo', '--max_trials=2',
+               '--max_failed_trials=1', '--seed=7',
+               f'--params_override={PAPER_OVERRIDE},'
+               'task.model.backbone.tunable_nasnet.drop_path_rate=0.3',
+               timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  trials = store_lib.Store.open(str(tmp_path), read_only=True).trials('search')
+  assert [t.status for t in trials] == ['completed'] * 2
+  assert trials[0].nas_params_str != trials[1].nas_params_str
+  space = search_spaces.get_search_space('nasnet')
+  for trial in trials:
+    assert trial.reward == pytest.approx(trial.metrics['top_1_accuracy'])
+    search_spaces.dna_from_nas_params(space, trial.nas_params_str)
+    checkpoint = tf.train.load_checkpoint(
+        tf.train.latest_checkpoint(str(tmp_path / 'trials' / str(trial.id))))
+    steps = [checkpoint.get_tensor(name) for name in
+             checkpoint.get_variable_to_shape_map()
+             if name.endswith('/step/.ATTRIBUTES/VARIABLE_VALUE')]
+    assert steps and set(steps) == {10}  # trainer.train_steps

@@ -378,6 +378,7 @@ PREBUILT_BINDINGS = {
     'anynet_x': ('nas_image_classification', 'regnet'),
     'regnet_x': ('nas_image_classification', 'regnet'),
     'regnet_y': ('nas_image_classification', 'regnet'),
+    'nasnet': ('nas_image_classification', 'nasnet'),
 }
 
 

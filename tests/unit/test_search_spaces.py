@@ -40,9 +40,10 @@ def test_fixtures_cover_all_eleven_spaces():
 
 def test_vertex_spaces_are_exactly_the_fixture_spaces():
   assert search_spaces.vertex_search_spaces() == SPACE_NAMES
-  # The others are the seed papers' (tests/unit/test_regnet.py).
+  # The others are the seed papers' (tests/unit/test_regnet.py,
+  # tests/unit/test_nasnet.py).
   assert set(search_spaces.list_search_spaces()) - set(SPACE_NAMES) == {
-      'anynet_x', 'regnet_x', 'regnet_y'}
+      'anynet_x', 'regnet_x', 'regnet_y', 'nasnet'}
 
 
 @pytest.mark.parametrize('name', SPACE_NAMES)

@@ -43,6 +43,7 @@ from trainer.training import autograph_rules
 from trainer.training.architectures import efficientnet_v2
 from trainer.training.architectures import mnasnet
 from trainer.training.architectures import nasfpn
+from trainer.training.architectures import nasnet
 from trainer.training.architectures import regnet
 from trainer.training.architectures import spinenet
 
@@ -67,6 +68,8 @@ class Backbone(backbones.Backbone):
       default_factory=spinenet.TunableSpineNetMbconv)
   tunable_regnet: regnet.TunableRegNet = dataclasses.field(
       default_factory=regnet.TunableRegNet)
+  tunable_nasnet: nasnet.TunableNasNet = dataclasses.field(
+      default_factory=nasnet.TunableNasNet)
 
 
 @dataclasses.dataclass
