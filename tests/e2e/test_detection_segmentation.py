@@ -99,16 +99,19 @@ def test_segmentation_search_reaches_the_floor_with_its_shipped_config(tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('space', ['anynet_x', 'regnet_y'])
-def test_regnet_spaces_search_as_detection_backbones(tmp_path, space):
-  """A RegNet design space as RetinaNet's backbone under an FPN, through the
-  CLI with the shipped regnet_detection config (4 steps)."""
+@pytest.mark.parametrize('space, backbone', [('anynet_x', 'tunable_regnet'),
+                                             ('regnet_y', 'tunable_regnet'),
+                                             ('nasnet', 'tunable_nasnet')])
+def test_paper_spaces_search_as_detection_backbones(tmp_path, space,
+                                                    backbone):
+  """A seed paper's space as RetinaNet's backbone under an FPN, through the
+  CLI with its shipped detection config (4 steps)."""
   [trial] = _two_trial_search(tmp_path, space, 'nas_retinanet', '--max_trials=1')
   assert trial.status == 'completed', trial.error
   assert trial.reward == pytest.approx(trial.metrics['AP'])
   assert trial.metrics['multi_add_flops_billion'] > 0
   params_yaml = (tmp_path / 'trials' / '1' / 'params.yaml').read_text()
-  assert "type: tunable_regnet" in params_yaml and 'type: fpn' in params_yaml
+  assert f'type: {backbone}' in params_yaml and 'type: fpn' in params_yaml
 
 
 @pytest.mark.slow
