@@ -335,6 +335,7 @@ def test_report_of_an_augmentation_search(tmp_path):
     ('nasfpn', '<rect class="node ', 12),
     ('spinenet_scaling', '<pre class="summary">', 1),
     ('regnet_x', '<rect class="block ', 5),  # Stem and the 200MF's 4 stages.
+    ('nasnet', '<tr class="block">', 10),  # 5 blocks in each of two cells.
 ])
 def test_architecture_drawings(space_name, drawn, count):
   """Block groups as boxes; SpineNet and NAS-FPN as graphs with two input
@@ -342,16 +343,23 @@ def test_architecture_drawings(space_name, drawn, count):
   if space_name in search_spaces.vertex_search_spaces():
     with open(os.path.join(FIXTURES, f'{space_name}.json')) as f:
       nas_params_str = json.load(f)['nas_params_str_samples'][0]
-  else:  # Near RegNetX-200MF (its published wa, 36.44, is off the grid).
+  else:  # NASNet-A; near RegNetX-200MF (its wa, 36.44, is off the grid).
     space = search_spaces.get_search_space(space_name)
-    dna = pg.template(space).encode(search_spaces.RegNetSpec(
-        depth=13, w0=24, wa=40.0, wm=2.5, group_width=8))
+    dna = pg.template(space).encode(
+        search_spaces.nasnet_a_spec() if space_name == 'nasnet' else
+        search_spaces.RegNetSpec(depth=13, w0=24, wa=40.0, wm=2.5,
+                                 group_width=8))
     dna.use_spec(pg.dna_spec(space))
     nas_params_str = search_spaces.nas_params_from_dna(dna)
   spec = report.Architectures(space_name).spec(nas_params_str)
   drawing = report.architecture_html(spec)
   assert drawing.count(drawn) == count
   assert drawing.count('<pre class="summary">') == 1
+  if space_name == 'nasnet':  # NASNet-A's outputs by the paper's rule.
+    assert ('output: concatenation of 2: block 0, 3: block 1, 4: block 2, '
+            '5: block 3, 6: block 4') in drawing
+    assert 'output: concatenation of 4: block 2, 5: block 3, 6: block 4' in (
+        drawing)
   if hasattr(spec, 'block_sequence'):
     with_inputs = [b for _, b in spec.block_sequence() if b.input_offsets]
     assert drawing.count('<path class="edge') == 2 * len(with_inputs)

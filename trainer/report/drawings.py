@@ -269,3 +269,35 @@ def _draw_spinenet(spec: search_spaces.SpineNetSpec) -> str:
 @register_drawing(search_spaces.NasFpnSpec)
 def _draw_nasfpn(spec: search_spaces.NasFpnSpec) -> str:
   return _graph_html(_nasfpn_nodes(spec))
+
+
+def _state_name(state: int) -> str:
+  """A NASNet cell's hidden state as the cell table names it."""
+  if state < search_spaces.NASNET_NUM_CELL_INPUTS:
+    return f'{state}: {("previous cell", "cell before")[state]}'
+  return f'{state}: block {state - search_spaces.NASNET_NUM_CELL_INPUTS}'
+
+
+@register_drawing(search_spaces.NasNetSpec)
+def _draw_nasnet(spec: search_spaces.NasNetSpec) -> str:
+  """Each cell as a table: per block its two inputs, their operations and
+  how they are joined, then the states the cell concatenates."""
+  parts = []
+  for name, cell in (('normal', spec.normal_cell),
+                     ('reduction', spec.reduction_cell)):
+    rows = ''.join(
+        f'<tr class="block"><td>{b}</td><td>{esc(_state_name(block.left_input))}'
+        f'</td><td>{esc(block.left_op)}</td><td>'
+        f'{esc(_state_name(block.right_input))}</td><td>{esc(block.right_op)}'
+        f'</td><td>{esc(block.combination)}</td></tr>'
+        for b, block in enumerate(cell.blocks))
+    outputs = ', '.join(_state_name(s) for s in cell.concatenated_states())
+    parts.append(
+        f'<table class="cell"><caption>{name} cell (hidden state '
+        f'{search_spaces.NASNET_NUM_CELL_INPUTS + len(cell.blocks) - 1} is the '
+        'last block)</caption><tr><th>block</th><th>input</th><th>op</th>'
+        f'<th>input</th><th>op</th><th>joined by</th></tr>{rows}'
+        f'<tr class="output"><td colspan="6">output: concatenation of '
+        f'{esc(outputs)}</td></tr></table>')
+  return ''.join(parts) + ('<p class="note">Ops on a reduction cell\'s two '
+                           'inputs stride 2.</p>')

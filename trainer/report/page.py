@@ -347,6 +347,9 @@ pre{white-space:pre-wrap;word-break:break-all;background:#f2f4f7;padding:8px;
  border-radius:4px;font-size:12px;margin:4px 0;max-height:9em;overflow-y:auto}
 .scroll{overflow-x:auto}
 table.trials{border-collapse:collapse;font-size:13px;width:100%}
+table.cell{border-collapse:collapse;font-size:13px;margin:8px 0}
+table.cell th,table.cell td{padding:3px 8px;border-bottom:1px solid #e3e6eb;
+text-align:left}table.cell caption{text-align:left;font-weight:600}
 table.trials th,table.trials td{padding:4px 8px;border-bottom:1px solid #e3e6eb;
  text-align:right;white-space:nowrap}
 table.trials td:nth-last-child(-n+2),table.trials th:nth-last-child(-n+2),
