@@ -5,6 +5,7 @@ these paths too.
 """
 
 import os
+import re
 
 # The folder holding the `trainer` package: child processes (trials, latency
 # measurements) import from it.
@@ -23,11 +24,15 @@ STAGE_DIRS = {'search': 'trials', 'augment_search': 'augment_trials',
               'train': 'train_trials', 'final': 'final_trials',
               'proxy_model_selection': 'proxy_model_selection_trials',
               'proxy_variance': 'proxy_variance_trials',
-              'proxy_search': 'proxy_search_trials'}
+              'proxy_search': 'proxy_search_trials',
+              'compound_scaling_grid': 'compound_scaling_grid_trials',
+              'compound_scaling': 'compound_scaling_trials'}
 # Stages that train fully (the full-training config) rather than a proxy.
 # Model selection trains on the full schedule, stopped early in every round
 # but the last.
-FULL_TRAINING_STAGES = ('train', 'final', 'proxy_model_selection')
+# Compound scaling trains its φ models fully (its grid on the proxy).
+FULL_TRAINING_STAGES = ('train', 'final', 'proxy_model_selection',
+                        'compound_scaling')
 
 
 def config_stage(stage: str) -> str:
@@ -35,8 +40,40 @@ def config_stage(stage: str) -> str:
   return 'train' if stage in FULL_TRAINING_STAGES else 'search'
 
 
+# --mode=design_space trains each space's samples in a stage of its own,
+# `design_space:<space>`, under `design_space_trials_<space>` (the space's
+# name as one path component: see design_space_dir).
+DESIGN_SPACE_STAGE_PREFIX = 'design_space:'
+
+
+def design_space_stage(space: str) -> str:
+  return DESIGN_SPACE_STAGE_PREFIX + space
+
+
+def design_space_dir(space: str) -> str:
+  """The trial folder of a design-space stage: one path component,
+  whatever the space's name (a module:function is one too)."""
+  return 'design_space_trials_' + re.sub(r'[^A-Za-z0-9_.-]', '_', space)
+
+
+def is_stage(stage: str) -> bool:
+  """A fixed stage, or a design-space stage of a named space."""
+  return stage in STAGE_DIRS or (
+      stage.startswith(DESIGN_SPACE_STAGE_PREFIX) and
+      len(stage) > len(DESIGN_SPACE_STAGE_PREFIX))
+
+
+def stage_dir(stage: str) -> str:
+  """The stage's folder of trial dirs under the job dir."""
+  if stage in STAGE_DIRS:
+    return STAGE_DIRS[stage]
+  if is_stage(stage):
+    return design_space_dir(stage[len(DESIGN_SPACE_STAGE_PREFIX):])
+  raise KeyError(stage)
+
+
 def trial_dir(job_dir: str, stage: str, trial_id: int) -> str:
-  return os.path.join(job_dir, STAGE_DIRS[stage], str(trial_id))
+  return os.path.join(job_dir, stage_dir(stage), str(trial_id))
 
 
 def data_dir(job_dir: str) -> str:

@@ -20,7 +20,8 @@ from trainer.training import devices
 
 MODES = ('search', 'train', 'augment_search', 'augment_preview', 'pipeline',
          'export', 'report', 'trial', 'list', 'make_data',
-         'proxy_model_selection', 'proxy_variance', 'proxy_search')
+         'proxy_model_selection', 'proxy_variance', 'proxy_search',
+         'design_space', 'compound_scaling')
 STAGES = tuple(artifacts.STAGE_DIRS)
 # --distribution_strategy: Model Garden's runtime strategies ('' keeps the
 # config's).
@@ -39,9 +40,15 @@ flags.DEFINE_string('store_dir', '',
                     'default under ~/.cache/nas-garden/stores, keyed by the '
                     'URL.')
 flags.DEFINE_integer('seed', 0, 'Seeds the algorithm and every trial.')
-flags.DEFINE_enum('stage', 'search', STAGES,
-                  '--mode=trial|list: the stage whose trial dir or leaderboard '
-                  'is meant.')
+flags.DEFINE_string('stage', 'search',
+                    '--mode=trial|list: the stage whose trial dir or '
+                    'leaderboard is meant: ' + ' | '.join(STAGES) + ' | '
+                    f'{artifacts.DESIGN_SPACE_STAGE_PREFIX}<space> '
+                    '(--mode=design_space).')
+flags.register_validator(
+    'stage', artifacts.is_stage,
+    message='--stage: one of ' + ', '.join(STAGES) + ' or '
+    f'{artifacts.DESIGN_SPACE_STAGE_PREFIX}<space>')
 
 # --- What a trial trains (spec.TrialSpec; --mode=trial takes it whole)
 flags.DEFINE_string('search_space', 'mnasnet',
@@ -62,7 +69,8 @@ flags.DEFINE_string('nas_params_str', '',
                     '--mode=trial: the architecture, as Vertex AI NAS JSON or '
                     'a path to a .json file holding it.')
 flags.DEFINE_string('base_search_space', '',
-                    'Space of the fixed architecture of an augmentation trial.')
+                    'Space of the fixed architecture of an augmentation trial '
+                    '(or of --mode=compound_scaling).')
 flags.DEFINE_string('base_nas_params_str', '',
                     'The fixed architecture of an augmentation trial: Vertex '
                     'JSON or a .json file.')
@@ -212,10 +220,11 @@ flags.DEFINE_integer('augment_max_trials', 0,
 
 # --- augment_search
 flags.DEFINE_string('base_job_dir', '',
-                    '--mode=augment_search: job whose search trial fixes the '
-                    'architecture; default --job_dir.')
+                    '--mode=augment_search|compound_scaling: job whose search '
+                    'trial fixes the architecture; default --job_dir.')
 flags.DEFINE_integer('base_trial_id', 0,
-                     '--mode=augment_search: that trial\'s id; default its '
+                     '--mode=augment_search|compound_scaling: that trial\'s '
+                     'id; default its '
                      'best completed trial.')
 
 # --- augment_preview
@@ -263,6 +272,28 @@ flags.DEFINE_string('proxy_reference', '',
                     'file (nas_params_str, accuracy[, latency_ms]) or a job '
                     'dir (its model selection, else its train stage); '
                     'default --job_dir.')
+
+# --- Design-space analysis (--mode=design_space)
+flags.DEFINE_string('design_spaces', '',
+                    '--mode=design_space: two or more spaces to compare, '
+                    'comma-separated (prebuilt names or package.module:'
+                    'function).')
+flags.DEFINE_integer('design_space_samples', 100,
+                     '--mode=design_space: architectures sampled (with '
+                     '--seed) and trained per space under the proxy config.')
+flags.DEFINE_float('design_space_top', 0.1,
+                   '--mode=design_space: the fraction of each space\'s best '
+                   'models (at most 5, at least 1) whose block widths the '
+                   'quantised linear rule is fitted to.')
+
+# --- Compound scaling (--mode=compound_scaling)
+flags.DEFINE_integer('compound_scaling_grid_points', 3,
+                     '--mode=compound_scaling: (α depth, β width, γ '
+                     'resolution) points with α·β²·γ² ≈ 2 trained at φ=1 on '
+                     'the proxy (1 to 10).')
+flags.DEFINE_integer('compound_scaling_max_phi', 3,
+                     '--mode=compound_scaling: the best point\'s φ = 1..K '
+                     'models trained fully.')
 
 # --- The Vertex AI NAS trainer's flags (--mode=trial)
 # Its container's command line (cloud_search_main.py), translated into ours by

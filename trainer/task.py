@@ -23,6 +23,12 @@ Modes:
                    the proxy
   proxy_search     which candidate proxy ranks the reference set as full
                    training does (Kendall tau), and the cheapest that passes
+  design_space     sample and train --design_space_samples models of each of
+                   --design_spaces; error EDFs, KS statistics and the fitted
+                   quantised linear widths in design_space.json/.png
+  compound_scaling EfficientNet's compound scaling of a fixed architecture:
+                   a grid of (α, β, γ) at φ=1 on the proxy, then the best's
+                   φ=1..K models; compound_scaling.json/.png
 
 Flags are defined in trainer/flags.py; each mode lives in trainer/modes/.
 """
@@ -42,6 +48,8 @@ from trainer import platform_flags
 from trainer import quiet
 from trainer.controller import search
 from trainer.controller import store as store_lib
+from trainer.modes import compound_scaling
+from trainer.modes import design_space
 from trainer.modes import proxy
 from trainer.modes import stages
 from trainer.modes import tools
@@ -61,6 +69,8 @@ MODE_TABLE = {
     'proxy_model_selection': proxy.run_model_selection,
     'proxy_variance': proxy.run_variance,
     'proxy_search': proxy.run_proxy_search,
+    'compound_scaling': compound_scaling.run_compound_scaling,
+    'design_space': design_space.run_design_space,
 }
 # Errors that are the user's to fix: one line on stderr and exit status 1.
 USER_ERRORS = (ValueError, FileNotFoundError, store_lib.StoreError,

@@ -20,6 +20,8 @@ STAGE_TITLES = {
     'search': 'Architecture search',
     'train': 'Full training of chosen architectures',
     'augment_search': 'Augmentation policy search',
+    'compound_scaling_grid': 'Compound scaling grid (φ=1, proxy)',
+    'compound_scaling': 'Compound scaling: the φ models',
 }
 
 

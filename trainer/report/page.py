@@ -23,6 +23,8 @@ from trainer.report.data import (FLOPS, LATENCY, MEMORY, STAGE_TITLES,
                                  StageView, accuracy, architecture_summaries,
                                  is_number, read_job)
 from trainer.report.drawings import architecture_html
+from trainer.report import design_space as design_space_section
+from trainer.report import compound_scaling as compound_scaling_section
 
 REPORT_FILE = 'report.html'
 # Written by `--mode=augment_preview` with its default --output_path.
@@ -427,9 +429,21 @@ def render(job_dir: str, views: Sequence[StageView]) -> str:
   by_stage = {v.stage: v for v in views}
   nav = ' '.join(f'<a href="#{v.stage}">{esc(STAGE_TITLES[v.stage])}</a>'
                  for v in views)
-  cards = ''.join(_stage_card(v) for v in views) or (
-      '<p class="note" id="no-trials">This job has no trials yet.</p>')
+  cards = ''.join(_stage_card(v) for v in views)
   sections = ''.join(_stage_section(v, job_dir, by_stage) for v in views)
+  design = design_space_section.read(job_dir)  # --mode=design_space's.
+  if design is not None:
+    nav += (f' <a href="#{design_space_section.SECTION_ID}">'
+            f'{design_space_section.TITLE}</a>')
+    cards += design_space_section.card(design)
+    sections += design_space_section.section(job_dir, design)
+  scaling = compound_scaling_section.read(job_dir)  # --mode=compound_scaling's.
+  if scaling is not None:
+    nav += (f' <a href="#{compound_scaling_section.SECTION_ID}">'
+            f'{compound_scaling_section.TITLE}</a>')
+    sections += compound_scaling_section.section(scaling)
+  cards = cards or (
+      '<p class="note" id="no-trials">This job has no trials yet.</p>')
   written = time.strftime('%Y-%m-%d %H:%M:%S %Z')
   return (
       '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -10,6 +10,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union
 import pyglove as pg
 import tf_keras
 
+from trainer import compound_scaling
+
 
 def load_spec(block_specs_json: str,
               spec_type: Union[Type[Any], Tuple[Type[Any], ...]],
@@ -48,18 +50,21 @@ def norm_activation_kwargs(norm_activation_config: Any) -> Dict[str, Any]:
 def build_level_endpoints(
     x: Any, block_groups: Sequence[Any],
     build_block: Callable[[Any, Any, int], Any],
-    head: Optional[Callable[[Any], Any]] = None) -> Dict[str, Any]:
+    head: Optional[Callable[[Any], Any]] = None,
+    depth_multiplier: float = 1.0) -> Dict[str, Any]:
   """Stacks block groups on level-1 features `x`; returns {level: features}.
 
-  A group builds `num_repeats` blocks with `build_block(x, group, strides)`,
-  the first with the group's `strides`. A level's endpoint is its last feature
+  A group builds `num_repeats` blocks (times `depth_multiplier`, rounded up:
+  compound scaling's depth) with `build_block(x, group, strides)`, the first
+  with the group's `strides`. A level's endpoint is its last feature
   map before a stride-2 block, as detection decoders and heads expect. `head`,
   if given, maps the last level's features (e.g. a classification 1x1 conv).
   """
   level = 1
   endpoints: Dict[str, Any] = {}
   for group in block_groups:
-    for repeat in range(group.num_repeats):
+    for repeat in range(compound_scaling.round_repeats(group.num_repeats,
+                                                       depth_multiplier)):
       strides = group.strides if repeat == 0 else 1
       if strides > 1:
         endpoints[str(level)] = x

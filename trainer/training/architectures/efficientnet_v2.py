@@ -33,11 +33,13 @@ class TunableEfficientNetV2(hyperparams.Config):
   """A searched EfficientNetV2; `endpoints_num_filters: 0` for detection.
 
   The stem width is Vertex's (32); `filter_size_scale` narrows every layer for
-  cheap proxies.
+  cheap proxies (and widens it in compound scaling); `depth_multiplier`
+  multiplies each block group's repeats (rounded up).
   """
   block_specs_json: str = ''
   endpoints_num_filters: int = 1280
   filter_size_scale: float = 1.0
+  depth_multiplier: float = 1.0
   stem_filters: int = 32
 
 
@@ -55,6 +57,7 @@ class EfficientNetV2(blocks.LevelBackbone):
                    shape=[None, None, None, 3]),
                endpoints_num_filters: int = 1280,
                filter_size_scale: float = 1.0,
+               depth_multiplier: float = 1.0,
                stem_filters: int = 32,
                activation: str = 'swish',
                use_sync_bn: bool = False,
@@ -94,7 +97,8 @@ class EfficientNetV2(blocks.LevelBackbone):
     x = conv_bn(nn_layers.round_filters(stem_filters, filter_size_scale), 3,
                 2)(inputs)
     endpoints = blocks.build_level_endpoints(
-        x, spec.blocks, block_fn, head if endpoints_num_filters > 0 else None)
+        x, spec.blocks, block_fn, head if endpoints_num_filters > 0 else None,
+        depth_multiplier)
     self._finish(config, inputs, endpoints, **kwargs)
 
 
@@ -113,6 +117,7 @@ def build_tunable_efficientnet_v2(
       input_specs=input_specs,
       endpoints_num_filters=backbone_cfg.endpoints_num_filters,
       filter_size_scale=backbone_cfg.filter_size_scale,
+      depth_multiplier=backbone_cfg.depth_multiplier,
       stem_filters=backbone_cfg.stem_filters,
       **blocks.norm_activation_kwargs(norm_activation_config),
       kernel_regularizer=l2_regularizer)

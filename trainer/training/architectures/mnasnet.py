@@ -25,7 +25,9 @@ STEM_FILTERS = 32
 
 @dataclasses.dataclass
 class TunableMnasNet(hyperparams.Config):
-  """A searched MnasNet; `filter_size_scale` narrows it for cheap proxies.
+  """A searched MnasNet; `filter_size_scale` narrows it for cheap proxies
+  (and widens it in compound scaling), `depth_multiplier` multiplies each
+  block group's repeats (rounded up).
 
   `features_only` is the platform's key for a backbone without the head conv
   (detection), the same as `endpoints_num_filters: 0`.
@@ -33,6 +35,7 @@ class TunableMnasNet(hyperparams.Config):
   block_specs_json: str = ''
   endpoints_num_filters: int = 1280
   filter_size_scale: float = 1.0
+  depth_multiplier: float = 1.0
   features_only: bool = False
 
 
@@ -56,6 +59,7 @@ class MnasNet(blocks.LevelBackbone):
                    shape=[None, None, None, 3]),
                endpoints_num_filters: int = 1280,
                filter_size_scale: float = 1.0,
+               depth_multiplier: float = 1.0,
                activation: str = 'relu',
                use_sync_bn: bool = False,
                norm_momentum: float = 0.99,
@@ -87,7 +91,8 @@ class MnasNet(blocks.LevelBackbone):
           **norm)(x)
 
     endpoints = blocks.build_level_endpoints(
-        x, spec.blocks, block_fn, head if endpoints_num_filters > 0 else None)
+        x, spec.blocks, block_fn, head if endpoints_num_filters > 0 else None,
+        depth_multiplier)
     self._finish(config, inputs, endpoints, **kwargs)
 
   @staticmethod
@@ -121,6 +126,7 @@ def build_tunable_mnasnet(
       endpoints_num_filters=(0 if backbone_cfg.features_only else
                              backbone_cfg.endpoints_num_filters),
       filter_size_scale=backbone_cfg.filter_size_scale,
+      depth_multiplier=backbone_cfg.depth_multiplier,
       **blocks.norm_activation_kwargs(norm_activation_config),
       kernel_regularizer=l2_regularizer)
 
