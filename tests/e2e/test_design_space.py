@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.conftest import DIGITS, cli, kill_cli_when
+from tests.conftest import cli, kill_cli_when
+from tests.e2e.test_every_space import PAPER_OVERRIDE
 from trainer import artifacts
 from trainer import design_space
 from trainer.controller import search
@@ -17,11 +18,6 @@ from trainer.controller import store as store_lib
 from trainer.modes import design_space as mode
 
 SPACES = ('anynet_x', 'regnet_x')
-# As test_every_space's PAPER_OVERRIDE: 10 steps of batch 16 on 32 px digits.
-OVERRIDE = ('trainer.train_steps=10,trainer.steps_per_loop=5,'
-            'trainer.summary_interval=5,trainer.validation_interval=10,'
-            'trainer.checkpoint_interval=10,'
-            f'task.train_data.global_batch_size=16,{DIGITS}')
 # Seeds whose samples have the fewest blocks (graph building dominates a
 # tiny trial) among seeds 0-1499 with widths at most 512 (one sample per
 # space: 9 and 13 blocks) or 768 (two: 27 + 33 and 10 + 6 blocks).
@@ -32,7 +28,7 @@ TRAINING = 'train | step'  # In a trial's log once it trains.
 def _flags(job_dir, samples, seed, spaces=','.join(SPACES)):
   return ('--mode=design_space', f'--job_dir={job_dir}',
           f'--design_spaces={spaces}', f'--design_space_samples={samples}',
-          f'--seed={seed}', f'--params_override={OVERRIDE}',
+          f'--seed={seed}', f'--params_override={PAPER_OVERRIDE}',
           '--max_failed_trials=0')
 
 

@@ -104,7 +104,8 @@ def _full_size(space):
           f'{backbone}.endpoints_num_filters=1280')
 
 
-@pytest.mark.parametrize('space', ['mnasnet', 'efficientnet_v2'])
+@pytest.mark.parametrize('space', [
+    'mnasnet', pytest.param('efficientnet_v2', marks=pytest.mark.slow)])
 def test_paper_coefficients_scale_flops_about_two_to_the_phi(space, tmp_path):
   """With the paper's α=1.2, β=1.1, γ=1.15 the φ models' multiply-adds,
   counted as trials count them, are within 25% of 2^φ times the base's."""

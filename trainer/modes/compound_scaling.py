@@ -125,7 +125,7 @@ def run_compound_scaling(args) -> None:
   job_dir = common.job_dir(args)
   points = scaling.grid(args.compound_scaling_grid_points)
   phis = scaling.phis(args.compound_scaling_max_phi)
-  space, params, base_identity = stages._base_architecture(  # pylint: disable=protected-access
+  space, params, base_identity = stages.base_architecture(
       args, job_dir, args.base_trial_id)
   check_space(space, params)
   data_dir = artifacts.data_dir(job_dir)

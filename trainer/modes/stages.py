@@ -24,7 +24,7 @@ def run_search(args) -> None:
                    args.max_trials)
 
 
-def _base_architecture(args, job_dir: str, trial_id: int):
+def base_architecture(args, job_dir: str, trial_id: int):
   """(space, nas_params_str, search identity or {}) of the fixed architecture.
 
   From --base_search_space/--base_nas_params_str, else from a trial of the
@@ -68,7 +68,7 @@ def augment_stage(args, job_dir: str, base_trial_id: int, max_trials: int,
   defaults to the task's RandAugment, searched whole by grid without
   `max_trials`; other algorithms get --max_trials.
   """
-  base_space, base_params, base = _base_architecture(args, job_dir,
+  base_space, base_params, base = base_architecture(args, job_dir,
                                                      base_trial_id)
   experiment = args.value_if_given('experiment', base.get('experiment', ''))
   if not space:
