@@ -663,6 +663,13 @@ def _grid(start: float, stop: float, step: float) -> List[float]:
   return [round(start + i * step, 2) for i in range(count)]
 
 
+# The RegNet spaces' candidates of the quantised linear rule's parameters.
+REGNET_DEPTHS = tuple(range(6, 41))
+REGNET_W0S = tuple(range(16, 257, 8))
+REGNET_WAS = tuple(float(w) for w in range(8, 257, 8))
+REGNET_WMS = tuple(_grid(1.5, 3.0, 0.05))
+
+
 @register_search_space('anynet_x', kind='backbone', vertex=False)
 def anynet_x_search_space() -> AnyNetSpec:
   """AnyNetX: per stage a free depth (1-16), width (8-1024, multiples of 8),
@@ -680,10 +687,10 @@ def regnet_search_space(block_type: str) -> RegNetSpec:
   (steps of 8), wm 1.5-3.0 (steps of 0.05), group width 1-32; bottleneck
   ratio 1, as the paper's best models have."""
   return RegNetSpec(
-      depth=pg.oneof(list(range(6, 41))),
-      w0=pg.oneof(list(range(16, 257, 8))),
-      wa=pg.oneof([float(w) for w in range(8, 257, 8)]),
-      wm=pg.oneof(_grid(1.5, 3.0, 0.05)),
+      depth=pg.oneof(list(REGNET_DEPTHS)),
+      w0=pg.oneof(list(REGNET_W0S)),
+      wa=pg.oneof(list(REGNET_WAS)),
+      wm=pg.oneof(list(REGNET_WMS)),
       group_width=pg.oneof([1, 2, 4, 8, 16, 32]),
       block_type=block_type)
 

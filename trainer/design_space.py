@@ -15,18 +15,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+import search_spaces
 from trainer import fileio
 from trainer.objective import FLOPS
 
 RESULT_FILE = 'design_space.json'
 PLOT_FILE = 'design_space.png'
 PARAMS = 'params'
-# The paper's RegNet grid (search_spaces.regnet_search_space), searched for
+# The RegNet spaces' grid (search_spaces.regnet_search_space), searched for
 # the quantised fit.
-W0_GRID = tuple(range(8, 257, 8))
-WA_GRID = tuple(float(w) for w in range(8, 257, 8))
-WM_GRID = tuple(round(1.5 + 0.05 * i, 2) for i in range(31))  # 1.5 .. 3.0
-QUANTUM = 8
+W0_GRID = search_spaces.REGNET_W0S
+WA_GRID = search_spaces.REGNET_WAS
+WM_GRID = search_spaces.REGNET_WMS
 
 
 # --- EDFs and the KS statistic
@@ -95,15 +95,16 @@ def fit_linear(widths: Sequence[float]) -> Tuple[float, float]:
   return float(w0), float(wa)
 
 
-def quantised_widths(depth: int, w0: float, wa: float,
-                     wm: float) -> np.ndarray:
-  """The paper's rule as search_spaces.RegNetSpec builds it: u_j = w0 +
-  wa * j, s_j = round(log(u_j / w0) / log(wm)), w_j = w0 * wm^s_j rounded
-  to a multiple of 8."""
+def quantised_widths(depth: int, w0: Any, wa: Any, wm: Any) -> np.ndarray:
+  """The paper's rule as search_spaces.RegNetSpec builds it, vectorised
+  (w0, wa, wm may be broadcastable arrays; blocks on the last axis):
+  u_j = w0 + wa * j, s_j = round(log(u_j / w0) / log(wm)), w_j = w0 * wm^s_j
+  rounded to a multiple of 8."""
+  quantum = search_spaces.REGNET_QUANTUM
   j = np.arange(depth, dtype=float)
   u = w0 + wa * j
   s = np.round(np.log(u / w0) / np.log(wm))
-  return np.round(w0 * np.power(wm, s) / QUANTUM) * QUANTUM
+  return np.round(w0 * np.power(wm, s) / quantum) * quantum
 
 
 def fit_error(widths: Sequence[float], predicted: Sequence[float]) -> float:
@@ -131,10 +132,9 @@ def fit_quantised_linear(widths: Sequence[int]) -> Dict[str, Any]:
   w0 = np.asarray(W0_GRID, float)[:, None, None, None]
   wa = np.asarray(WA_GRID, float)[None, :, None, None]
   wm = np.asarray(WM_GRID, float)[None, None, :, None]
-  j = np.arange(depth, dtype=float)[None, None, None, :]
-  u = w0 + wa * j
-  s = np.round(np.log(u / w0) / np.log(wm))
-  q = np.maximum(np.round(w0 * np.power(wm, s) / QUANTUM) * QUANTUM, QUANTUM)
+  u = w0 + wa * np.arange(depth, dtype=float)
+  q = np.maximum(quantised_widths(depth, w0, wa, wm),
+                 search_spaces.REGNET_QUANTUM)
   errors = np.mean(np.abs(np.log(widths / q)), axis=-1)
   line_error = np.broadcast_to(np.mean((u - widths) ** 2, axis=-1),
                                errors.shape)
