@@ -213,12 +213,15 @@ class _CellBuilder:
                          self._adjust(previous, previous_finer, inputs,
                                       filters)]
     drop_rate = (self._drop_path_rate * (index + 1) / self._num_cells_total)
+
+    def finer(state: int) -> bool:  # At twice the cell's output resolution?
+      return reduction and state < search_spaces.NASNET_NUM_CELL_INPUTS
+
     for block in cell.blocks:
       outputs = []
       for state, op in ((block.left_input, block.left_op),
                         (block.right_input, block.right_op)):
-        strides = 2 if reduction and state < search_spaces.NASNET_NUM_CELL_INPUTS else 1
-        y = self._operation(states[state], op, filters, strides)
+        y = self._operation(states[state], op, filters, 2 if finer(state) else 1)
         if op != 'identity' and drop_rate > 0:
           y = ScheduledDropPath(drop_rate, self._drop_path_steps)(y)
         outputs.append(y)
@@ -228,7 +231,7 @@ class _CellBuilder:
     concatenated = []
     for state in cell.concatenated_states():
       x = states[state]
-      if reduction and state < search_spaces.NASNET_NUM_CELL_INPUTS:
+      if finer(state):
         x = self._factorized_reduction(x, filters)
       concatenated.append(x)
     if len(concatenated) == 1:
