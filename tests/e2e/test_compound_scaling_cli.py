@@ -1,7 +1,7 @@
 """--mode=compound_scaling through the CLI: a fixed MnasNet, an (α, β, γ)
-grid at φ=1 on the proxy, then the best point's φ=1..2 models. `make test`
-runs a one-point grid (three trials); the 3-point grid on the shipped
-configs is in `make test-all`."""
+grid at φ=1 on the proxy, then the best point's φ=1..2 models: a one-point
+grid at 10 steps with a rerun, and the 3-point grid on the shipped configs,
+both in `make test-all`; `make test` runs the CLI's one-line refusals."""
 
 import json
 import os
@@ -55,6 +55,7 @@ def _metrics_mtimes(job_dir):
                              (scaling.MODELS_STAGE, (1, 2)))}
 
 
+@pytest.mark.slow  # 60 s: make test keeps the CLI's refusals.
 def test_grid_then_phi_models_and_a_rerun_resumes(tmp_path):
   job_dir = str(tmp_path / 'job')
   flags = _flags(job_dir, f'--params_override={PAPER_OVERRIDE}',
