@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny real config, the CLI as a subprocess, one search job."""
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import time
 import pytest
 
 import trainer  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS before a test imports TensorFlow)
+from trainer.controller import search
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params')
@@ -146,3 +148,18 @@ task:
 trainer: {train_steps: 2, steps_per_loop: 1, validation_steps: 1,
           validation_interval: 1, summary_interval: 1, checkpoint_interval: 1}
 """
+
+
+def job_dir_snapshot(job_dir):
+  """Every file under the job dir, by path, with a hash of its bytes: the
+  store's db, -wal and -shm files, the trial dirs, data and all. The
+  controller lock's content is the pid of its last holder, not state."""
+  files = {}
+  for folder, _, names in os.walk(job_dir):
+    for name in names:
+      path = os.path.join(folder, name)
+      with open(path, 'rb') as f:
+        content = b'' if name == search.LOCK_FILE else f.read()
+      files[os.path.relpath(path, job_dir)] = hashlib.sha256(
+          content).hexdigest()
+  return files

@@ -1,34 +1,18 @@
 """Bad input: a one-line error, a non-zero exit, and the store left as it was."""
 
-import hashlib
 import json
 import os
 import sqlite3
 
 import pytest
 
-from tests.conftest import FIXTURES, TINY_OVERRIDE, cli, search_flags
-from trainer.controller import search
+from tests.conftest import (FIXTURES, TINY_OVERRIDE, cli, job_dir_snapshot,
+                            search_flags)
 
 
 def _sample(space):
   with open(os.path.join(FIXTURES, f'{space}.json')) as f:
     return json.load(f)['nas_params_str_samples'][0]
-
-
-def _snapshot(job_dir):
-  """Every file under the job dir, by path, with a hash of its bytes: the
-  store's db, -wal and -shm files, the trial dirs, data and all. The
-  controller lock's content is the pid of its last holder, not state."""
-  files = {}
-  for folder, _, names in os.walk(job_dir):
-    for name in names:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        content = b'' if name == search.LOCK_FILE else f.read()
-      files[os.path.relpath(path, job_dir)] = hashlib.sha256(
-          content).hexdigest()
-  return files
 
 
 def _read_as_a_reader(job_dir):
@@ -105,13 +89,13 @@ def test_search_bad_input_leaves_store_unchanged(search_job, tmp_path, case):
   job_dir, _ = search_job
   extra, expected = SEARCH_CASES[case]
   _read_as_a_reader(job_dir)
-  before = _snapshot(job_dir)
+  before = job_dir_snapshot(job_dir)
   flags = [f for f in search_flags(job_dir, 3, '--target_flops_multi_adds_billion=0.0008')]
   args = extra(tmp_path)
   # A later flag wins in absl: the bad value replaces the good one.
   result = cli(*flags, *args)
   _assert_one_line_error(result, expected)
-  assert _snapshot(job_dir) == before
+  assert job_dir_snapshot(job_dir) == before
 
 
 def test_bad_input_creates_no_store_in_a_new_job_dir(tmp_path):
@@ -134,11 +118,11 @@ def _read_only(path):
 
 def test_read_only_job_dir(search_job, tmp_path):
   job_dir, _ = search_job
-  before = _snapshot(job_dir)
+  before = job_dir_snapshot(job_dir)
   flags = search_flags(job_dir, 4, '--target_flops_multi_adds_billion=0.0008')
   result = cli(*flags, prefix=_read_only(job_dir))
   _assert_one_line_error(result, f'job dir {job_dir} is not writable')
-  assert _snapshot(job_dir) == before
+  assert job_dir_snapshot(job_dir) == before
 
   parent = tmp_path / 'read_only'
   parent.mkdir()
@@ -155,13 +139,13 @@ def test_job_dir_of_a_newer_store_schema(tmp_path):
     db.execute('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)')
     db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
     db.execute('CREATE TABLE trials_v99 (anything TEXT)')
-  before = _snapshot(job_dir)
+  before = job_dir_snapshot(job_dir)
   for args in (search_flags(str(job_dir), 1),
                ('--mode=list', f'--job_dir={job_dir}')):
     result = cli(*args)
     _assert_one_line_error(result, 'was written by a newer nas-garden (store '
                            'schema 99 > 1); upgrade nas-garden to use it')
-    assert _snapshot(job_dir) == before
+    assert job_dir_snapshot(job_dir) == before
 
 
 TRIAL_CASES = {

@@ -2,18 +2,16 @@
 and RegNetX architectures (tiny proxy), is SIGKILLed mid-run, resumes to
 completion, and writes design_space.json/.png; bad input changes nothing."""
 
-import hashlib
 import json
 import os
 import time
 
 import pytest
 
-from tests.conftest import cli, kill_cli_when
+from tests.conftest import cli, job_dir_snapshot, kill_cli_when
 from tests.e2e.test_every_space import PAPER_OVERRIDE
 from trainer import artifacts
 from trainer import design_space
-from trainer.controller import search
 from trainer.controller import store as store_lib
 from trainer.modes import design_space as mode
 
@@ -47,20 +45,6 @@ def _log(job_dir, space, trial_id):
   return os.path.join(artifacts.trial_dir(
       str(job_dir), artifacts.design_space_stage(space), trial_id),
                       artifacts.LOG_FILE)
-
-
-def _snapshot(job_dir):
-  """Every file under the job dir with a hash of its bytes (the controller
-  lock's content is its last holder's pid, not state)."""
-  files = {}
-  for folder, _, names in os.walk(job_dir):
-    for name in names:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        content = b'' if name == search.LOCK_FILE else f.read()
-      files[os.path.relpath(path, job_dir)] = hashlib.sha256(
-          content).hexdigest()
-  return files
 
 
 def _check_finished(job_dir, samples, seed, before_kill, stdout):
@@ -117,7 +101,7 @@ def test_design_space_killed_and_resumed(tmp_path):
   print(f'design space kill and resume: {time.time() - started:.0f} s')
 
   # Bad input on the finished job: one line, non-zero, nothing changed.
-  before_bad = _snapshot(job_dir)
+  before_bad = job_dir_snapshot(job_dir)
   for extra, expected in (
       (('--design_spaces=anynet_x',), 'two or more spaces'),
       (('--design_spaces=anynet_x,no_such_space',), 'unknown search space'),
@@ -128,7 +112,7 @@ def test_design_space_killed_and_resumed(tmp_path):
     assert last.startswith('nas-garden: error: ') and expected in last, (
         bad.stderr[-2000:])
     assert 'Traceback' not in bad.stderr
-  assert _snapshot(job_dir) == before_bad
+  assert job_dir_snapshot(job_dir) == before_bad
 
 
 def test_design_space_bad_input_creates_no_job_dir(tmp_path):
