@@ -38,10 +38,11 @@ def mnasnet_sample(index=0):
   return fixture_sample('mnasnet', index)
 
 
-def cli(*args, timeout=600, check=False, prefix=()):
-  """Runs `python -m trainer.task` with flags (after a `prefix` command);
-  returns the CompletedProcess."""
-  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='3')
+def cli(*args, timeout=600, check=False, prefix=(), tf_log_level='3'):
+  """Runs `python -m trainer.task` with flags (after a `prefix` command) and
+  TensorFlow's C++ logs from `tf_log_level` up; returns the
+  CompletedProcess."""
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL=tf_log_level)
   result = subprocess.run([*prefix, sys.executable, '-m', 'trainer.task', *args],
                           cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -98,27 +99,51 @@ def data_cache(tmp_path_factory):
   return os.environ['NAS_GARDEN_DATA_CACHE']
 
 
+def _run_once(tmp_path_factory, name, flags, **cli_args):
+  """The CLI with `flags`, run once per test session (shared by xdist's
+  workers: the first to need it runs it while the other waits) in job dir
+  `name`, which is copied into the calling worker's own temp dir. Returns
+  (job dir copy, the CompletedProcess); fails if the run did."""
+  shared = _session_root(tmp_path_factory) / name
+  with open(f'{shared}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(f'{shared}.json'):
+      shutil.rmtree(shared, ignore_errors=True)
+      result = cli(*(flag.format(job_dir=shared) for flag in flags),
+                   check=True, **cli_args)
+      with open(f'{shared}.partial', 'w') as f:
+        json.dump([result.returncode, result.stdout, result.stderr], f)
+      os.rename(f'{shared}.partial', f'{shared}.json')
+  job_dir = tmp_path_factory.mktemp(name) / 'job'
+  shutil.copytree(shared, job_dir)
+  with open(f'{shared}.json') as f:
+    returncode, stdout, stderr = json.load(f)
+  return str(job_dir), subprocess.CompletedProcess(
+      [], returncode, stdout, stderr)
+
+
 @pytest.fixture(scope='session')
 def search_job(tmp_path_factory):
   """A finished 3-trial search with a FLOPs target, two trials at a time
-  (real trials, local executor): run once per test session, the first
-  worker to need it running it while the other waits, and copied into each
-  worker's own job dir. Returns (job dir, the search's stdout)."""
-  shared = _session_root(tmp_path_factory) / 'search_job'
-  with open(f'{shared}.lock', 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if not os.path.exists(f'{shared}.stdout'):
-      shutil.rmtree(shared, ignore_errors=True)
-      result = cli(*search_flags(
-          str(shared), 3, '--target_flops_multi_adds_billion=0.0008',
-          '--max_parallel_trials=2'), check=True)
-      with open(f'{shared}.stdout.partial', 'w') as f:
-        f.write(result.stdout)
-      os.rename(f'{shared}.stdout.partial', f'{shared}.stdout')
-  job_dir = tmp_path_factory.mktemp('search_job') / 'job'
-  shutil.copytree(shared, job_dir)
-  with open(f'{shared}.stdout') as f:
-    return str(job_dir), f.read()
+  (real trials, local executor), run once per session. Returns (job dir,
+  the search's stdout)."""
+  job_dir, result = _run_once(tmp_path_factory, 'search_job', search_flags(
+      '{job_dir}', 3, '--target_flops_multi_adds_billion=0.0008',
+      '--max_parallel_trials=2'))
+  return job_dir, result.stdout
+
+
+@pytest.fixture(scope='session')
+def measured_search(tmp_path_factory):
+  """A finished 1-trial search with what three tests check of one trial:
+  mirrored over two logical CPUs in mixed precision (test_runtime.py), its
+  latency and memory measured against targets (test_hardware_aware.py), and
+  TensorFlow's C++ logs at every level kept off the terminal
+  (test_quiet_cli.py). Returns (job dir, the CompletedProcess)."""
+  return _run_once(tmp_path_factory, 'measured_search', search_flags(
+      '{job_dir}', 1, '--distribution_strategy=mirrored', '--cpu_replicas=2',
+      '--mixed_precision', '--target_device_latency_ms=0.001',
+      '--target_memory_mb=1e6'), tf_log_level='0')
 
 
 # The platform's small SpineNet detection test config (its keys and values).

@@ -47,10 +47,10 @@ def test_over_budget_candidates_are_not_trained(tmp_path):
   assert 'no completed trial yet' in result.stdout
 
 
-def test_latency_and_memory_targets_measure_and_scale_the_reward(tmp_path):
-  cli(*search_flags(tmp_path, 1, '--target_device_latency_ms=0.001',
-                    '--target_memory_mb=1e6'), check=True)
-  [t] = store_lib.Store.open(str(tmp_path), read_only=True).trials('search')
+def test_latency_and_memory_targets_measure_and_scale_the_reward(
+    measured_search):
+  job_dir, _ = measured_search  # --target_device_latency_ms=0.001, ...
+  [t] = store_lib.Store.open(job_dir, read_only=True).trials('search')
   m = t.metrics
   assert t.status == 'completed'
   assert m['latency_ms'] > 0.001 and m['latency_p90_ms'] >= m['latency_ms']
@@ -61,7 +61,7 @@ def test_latency_and_memory_targets_measure_and_scale_the_reward(tmp_path):
   # Hard MnasNet reward: latency over its target scales, memory under does not.
   assert t.reward == pytest.approx(
       m['top_1_accuracy'] * 0.001 / m['latency_ms'])
-  trial_dir = artifacts.trial_dir(str(tmp_path), 'search', 1)
+  trial_dir = artifacts.trial_dir(job_dir, 'search', 1)
   assert os.path.isdir(os.path.join(trial_dir, 'saved_model'))
   # Measured after the training process ended: its metrics line (no latency)
   # is in the trial log before the measuring process's final one.

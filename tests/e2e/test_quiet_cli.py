@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import REPO, search_flags
+from tests.conftest import REPO
 from trainer import artifacts
 from trainer import quiet
 
@@ -31,20 +31,19 @@ def _read(path):
     return f.read()
 
 
-def test_tensorflow_logs_go_to_log_files_unless_verbose(tmp_path):
-  result = _cli(*search_flags(tmp_path, 1))
-  assert result.returncode == 0, result.stderr[-3000:]
+def test_tensorflow_logs_go_to_log_files_unless_verbose(measured_search):
+  job_dir, result = measured_search  # Its C++ logs at every level.
   assert result.stderr == ''
   assert not LOG_LINE.search(result.stdout), result.stdout
   assert 'trial   1 completed' in result.stdout
   assert 'best trial: 1' in result.stdout
-  # The controller's hidden output is in the job's log, the trial's in its
-  # trial.log.
-  assert LOG_LINE.search(_read(tmp_path / quiet.LOG_FILE))
-  trial_dir = artifacts.trial_dir(str(tmp_path), 'search', 1)
+  # The controller's hidden output is in the job's log, the trial's (and its
+  # latency measurement's) in its trial.log.
+  assert LOG_LINE.search(_read(os.path.join(job_dir, quiet.LOG_FILE)))
+  trial_dir = artifacts.trial_dir(job_dir, 'search', 1)
   assert LOG_LINE.search(_read(os.path.join(trial_dir, artifacts.LOG_FILE)))
 
-  verbose = _cli('--mode=report', f'--job_dir={tmp_path}', '--verbosity=1')
+  verbose = _cli('--mode=report', f'--job_dir={job_dir}', '--verbosity=1')
   assert verbose.returncode == 0, verbose.stderr[-3000:]
   assert LOG_LINE.search(verbose.stderr), verbose.stderr
   assert 'report: ' in verbose.stdout

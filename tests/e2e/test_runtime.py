@@ -5,14 +5,12 @@ import os
 
 import yaml
 
-from tests.conftest import cli, search_flags
 from trainer.controller import store as store_lib
 
 
-def test_mirrored_trial_over_two_logical_cpus_in_mixed_precision(tmp_path):
-  job_dir = str(tmp_path / 'job')
-  cli(*search_flags(job_dir, 1, '--distribution_strategy=mirrored',
-                    '--cpu_replicas=2', '--mixed_precision'), check=True)
+def test_mirrored_trial_over_two_logical_cpus_in_mixed_precision(
+    measured_search):
+  job_dir, _ = measured_search  # --distribution_strategy=mirrored, ...
   [trial] = store_lib.Store.open(job_dir, read_only=True).trials('search')
   assert trial.status == 'completed'
   assert trial.metrics['replicas'] == 2  # The global batch split over 2.
