@@ -12,7 +12,6 @@ from trainer.controller import store as store_lib
 SEARCHED_ELSEWHERE = {
     'mnasnet': 'test_search_cli.py (classification), '
                'test_detection_segmentation.py (detection)',
-    'spinenet': 'test_detection_segmentation.py',
     'nasfpn': 'test_detection_segmentation.py (segmentation)',
     'randaugment_detection': 'test_augment_search.py',
     'nasnet': 'test_nasnet_searches_with_ppo_and_scheduled_drop_path below',
@@ -30,7 +29,7 @@ PAPER_OVERRIDE = ('trainer.train_steps=10,trainer.steps_per_loop=5,'
 # Architecture spaces: (experiment, its metric, override) of their search.
 ARCHITECTURES = {
     **{space: ('nas_retinanet', 'AP', TINY) for space in (
-        'efficientnet_v2', 'spinenet_v2', 'spinenet_mbconv',
+        'efficientnet_v2', 'spinenet', 'spinenet_v2', 'spinenet_mbconv',
         'spinenet_scaling')},
     'regnet_y': ('nas_image_classification', 'top_1_accuracy', PAPER_OVERRIDE),
 }
@@ -68,6 +67,10 @@ def test_architecture_space_searches(tmp_path, space):
   assert trial.metrics['multi_add_flops_billion'] > 0
   search_spaces.dna_from_nas_params(  # A point of the space, as stored.
       search_spaces.get_search_space(space), trial.nas_params_str)
+  if metric == 'AP':  # The COCO evaluator's whole report is kept.
+    assert {'AP50', 'AP75', 'ARmax100'} <= set(trial.metrics)
+    assert 0 <= trial.metrics['AP'] <= 1
+    assert (tmp_path / 'trials' / '1' / 'ckpt-4.index').exists()
 
 
 @pytest.mark.parametrize('space', sorted(AUGMENTATIONS))
