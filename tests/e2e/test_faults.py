@@ -170,7 +170,7 @@ def _kill_search_repeatedly(tmp_path, kills, max_trials, seed):
 
 
 def test_cli_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
-  points = _kill_search_repeatedly(tmp_path, kills=3, max_trials=4, seed=3)
+  points = _kill_search_repeatedly(tmp_path, kills=3, max_trials=3, seed=3)
   assert sorted(points) == ['result', 'start-up', 'training']
 
 
