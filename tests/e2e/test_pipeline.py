@@ -57,20 +57,21 @@ def test_train_mode_retrains_the_top_k_with_warm_start(search_job, tmp_path):
 
 def _pipeline_flags(job_dir, *extra):
   return ('--mode=pipeline', f'--job_dir={job_dir}', '--search_space=mnasnet',
-          '--max_trials=2', '--top_k=1', f'--params_override={TINY_OVERRIDE}',
+          '--max_trials=1', '--top_k=1', f'--params_override={TINY_OVERRIDE}',
           f'--train_params_override={TINY_TRAIN}', '--seed=5', *extra)
 
 
 def test_pipeline_resumes_after_a_kill_in_each_stage(tmp_path):
   job_dir = str(tmp_path / 'job')
   flags = _pipeline_flags(job_dir)
-  # Killed while search trial 2 trains, then while train trial 1 trains.
-  kill_cli_when(flags, os.path.join(artifacts.trial_dir(job_dir, 'search', 2),
+  # Killed while search trial 1 trains, then while train trial 1 trains.
+  kill_cli_when(flags, os.path.join(artifacts.trial_dir(job_dir, 'search', 1),
                                     artifacts.LOG_FILE), 'train | step', tmp_path)
   kill_cli_when(flags, os.path.join(artifacts.trial_dir(job_dir, 'train', 1),
                                     artifacts.LOG_FILE), 'train | step', tmp_path)
   store = store_lib.Store.open(job_dir, read_only=True)
-  assert [t.status for t in store.trials('search')] == ['completed', 'completed']
+  assert [(t.status, t.attempts) for t in store.trials('search')] == [
+      ('completed', 2)]
   assert [t.status for t in store.trials('train')] == ['running']
 
   result = cli(*flags, timeout=900, check=True)
