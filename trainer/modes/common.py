@@ -118,7 +118,6 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
   early-stopping rule (`check(trial_dir, trials)`, as
   early_stopping.MedianStopping), replaces --early_stopping's.
   """
-  from trainer.training import trial as trial_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
   stage = template.stage
   if max_trials < 1:
     raise UsageError('--max_trials must be at least 1')
@@ -140,7 +139,9 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
     algorithm = algorithms.FixedProposals(
         [search_spaces.dna_from_nas_params(space, p) for p in proposals])
   # Builds a config with a sample architecture: every flag, file and the data
-  # are checked before the store is touched.
+  # are checked before the store is touched. TensorFlow loads only now: the
+  # refusals above take a second, not its import.
+  from trainer.training import trial as trial_lib  # pylint: disable=g-import-not-at-top
   sample = (proposals[0] if proposals else search_spaces.nas_params_from_dna(
       pg.random_dna(pg.dna_spec(space), random.Random(args.seed))))
   prepared = trial_lib.prepare(template.replace(nas_params_str=sample),
