@@ -91,10 +91,18 @@ def test_pipeline_resumes_after_a_kill_in_each_stage(tmp_path):
   with open(report) as f:
     assert html.escape(trained.nas_params_str) in f.read()
 
+  exported = _files_and_times(export_dir)
   again = cli(*flags, timeout=900, check=True)  # Finished: nothing re-runs.
   assert store_lib.Store.open(job_dir, read_only=True).trials('train') == [
       trained]
   assert 'running  |' not in again.stdout
+  assert f'train trial 1 is exported in {export_dir}' in again.stdout
+  assert _files_and_times(export_dir) == exported  # Not exported twice.
+
+
+def _files_and_times(folder):
+  return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+          for d, _, names in os.walk(folder) for f in names}
 
 
 def test_export_dir_retrains_in_one_command(tmp_path, search_job):

@@ -202,5 +202,5 @@ def run_pipeline(args) -> None:
   else:
     _final_model(args, job_dir, identity, best)
   print('== 5/5 export and report', flush=True)
-  tools.export(args, job_dir)
+  tools.export(args, job_dir, again=False)
   tools.run_report(args)

@@ -12,9 +12,10 @@ from trainer.modes import common
 from trainer.modes.common import UsageError
 
 
-def export(args, job_dir: str) -> str:
+def export(args, job_dir: str, again: bool = True) -> str:
   """Exports --stage/--trial_id (default: the best final model) to
-  --export_dir (default <job_dir>/export); returns the export dir."""
+  --export_dir (default <job_dir>/export); returns the export dir. Without
+  `again` (a resumed pipeline) a complete export of that trial is kept."""
   from trainer.training import export as export_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
   if args.given('stage') or args.trial_id:
     if not args.trial_id:
@@ -24,6 +25,9 @@ def export(args, job_dir: str) -> str:
     stage, trial_id = export_lib.best_trial(job_dir)
   export_dir = fileio.absolute(args.export_dir or
                                os.path.join(job_dir, 'export'))
+  if not again and export_lib.holds(export_dir, job_dir, stage, trial_id):
+    print(f'{stage} trial {trial_id} is exported in {export_dir}', flush=True)
+    return export_dir
   summary = export_lib.export_trial(job_dir, stage, trial_id, export_dir)
   print(f'exported {stage} trial {trial_id} to {export_dir}: saved_model/, '
         f'tflite: {summary["tflite"]}', flush=True)

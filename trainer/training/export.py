@@ -131,6 +131,17 @@ def export_trial(job_dir: str, stage: str, trial_id: int,
   return record
 
 
+def holds(export_dir: str, job_dir: str, stage: str, trial_id: int) -> bool:
+  """Whether `export_dir` is a complete export of that trial of `job_dir`
+  (a completed trial never changes, so it needs no second export)."""
+  record_path = os.path.join(export_dir, EXPORT_FILE)
+  if not fileio.isfile(record_path):
+    return False
+  record = json.loads(fileio.read_text(record_path))
+  return (record['job_dir'], record['stage'], record['trial_id']) == (
+      fileio.absolute(job_dir), stage, trial_id)
+
+
 def retrain_spec(export_dir: str) -> spec_lib.TrialSpec:
   """The trial spec `--mode=trial --export_dir=DIR` retrains: the exported
   trial's space, decisions, experiment and seed, with the export's
