@@ -15,14 +15,6 @@ import pytest
 import trainer  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS before a test imports TensorFlow)
 from trainer.controller import search
 
-# Two pytest-xdist workers share the 2 cores CI has, each starting CLI and
-# trial processes: every TensorFlow process of the suite (the workers' own and
-# those they start, which inherit this) runs an op on one thread. A tiny trial
-# took about 10% less CPU time so, and no longer alone (MnasNet 12.4 -> 11.2
-# CPU-s, SpineNet detection 59.8 -> 53.8). Ops still run in parallel with
-# each other (inter-op threads untouched: mirrored replicas need that).
-os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params')
 
