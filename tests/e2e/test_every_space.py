@@ -65,6 +65,9 @@ def test_architecture_space_searches(tmp_path, space):
                      override=override)
   assert trial.reward == pytest.approx(trial.metrics[metric])
   assert trial.metrics['multi_add_flops_billion'] > 0
+  identity = store_lib.Store.open(str(tmp_path), read_only=True).job_identity(
+      'search')
+  assert identity['quality_metric'] == metric
   search_spaces.dna_from_nas_params(  # A point of the space, as stored.
       search_spaces.get_search_space(space), trial.nas_params_str)
   if metric == 'AP':  # The COCO evaluator's whole report is kept.
