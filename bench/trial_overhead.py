@@ -2,10 +2,12 @@
 
 Trains the same tiny MnasNet on the same built-in digits for the same steps
 (a) as a nas-garden trial, in its own process exactly as the controller runs
-it, and (b) directly with Model Garden's `train_lib.run_experiment` in this
-process. Prints both steady train speeds, their ratio (target >= 0.95), and
-the trial's fixed cost (process start, imports, config, model build, graph
-trace, evaluation) as a share of the whole tiny proxy trial.
+it: warm (a fork of a process with TensorFlow imported, the default) and
+cold (a fresh Python, --nowarm_trials), and (b) directly with Model Garden's
+`train_lib.run_experiment` in this process. Prints the steady train speeds,
+their ratio (target >= 0.95), and each trial's fixed cost (process start,
+imports, config, model build, graph trace, evaluation: wall time less the
+steps at steady speed), side by side (target <= 5 s warm).
 Last line: JSON with the figures.
 
 Usage: python bench/trial_overhead.py [--steps=200] [--repeats=3]
@@ -35,6 +37,7 @@ import tf_keras  # pylint: disable=wrong-import-position
 
 from trainer import artifacts  # pylint: disable=wrong-import-position
 from trainer.controller import executors  # pylint: disable=wrong-import-position
+from trainer.controller import warm  # pylint: disable=wrong-import-position
 from trainer.training import trial  # pylint: disable=wrong-import-position
 import _smoke  # pylint: disable=wrong-import-position  (bench/)
 import tiny_trial  # pylint: disable=wrong-import-position  (bench/)
@@ -44,12 +47,15 @@ SMOKE = {'steps': tiny_trial.SMOKE_STEPS,
          'steps_per_loop': tiny_trial.SMOKE_STEPS_PER_LOOP, 'repeats': 1}
 
 
-def run_as_trial(job_dir: str, steps: int, steps_per_loop: int) -> dict:
-  """(a) The controller's path: a fresh `--mode=trial` process."""
-  trial_dir = artifacts.trial_dir(job_dir, 'search', 1)
+def run_as_trial(job_dir: str, steps: int, steps_per_loop: int,
+                 warm_trials: bool) -> dict:
+  """(a) The controller's path: a `--mode=trial` process, warm or cold."""
+  trial_id = 2 if warm_trials else 1
+  trial_dir = artifacts.trial_dir(job_dir, 'search', trial_id)
   started = time.perf_counter()
-  outcome = executors.LocalExecutor().run(
-      tiny_trial.trial_args(job_dir, 1, steps, steps_per_loop), trial_dir)
+  outcome = executors.LocalExecutor(warm_trials=warm_trials).run(
+      tiny_trial.trial_args(job_dir, trial_id, steps, steps_per_loop),
+      trial_dir)
   wall = time.perf_counter() - started
   if outcome.error:
     raise SystemExit(f'trial failed: {outcome.error.message} (see '
@@ -97,35 +103,51 @@ def main() -> None:
   args = _smoke.parse_args(parser, SMOKE)
   print(f'tiny proxy: mnasnet at 32 px, batch 64, {args.steps} steps, digits; '
         f'{args.repeats} alternating runs each', flush=True)
-  trials, directs = [], []
+  warm.server(executors.trial_env())
+  warms, colds, directs = [], [], []
   for _ in range(args.repeats):
     job_dir = tempfile.mkdtemp(prefix='nas_garden_bench_')
-    trials.append(run_as_trial(job_dir, args.steps, args.steps_per_loop))
+    # Cold first: the warm trials' fork server (spawned below) has imported
+    # by the time the first one starts.
+    colds.append(run_as_trial(job_dir, args.steps, args.steps_per_loop, False))
+    warms.append(run_as_trial(job_dir, args.steps, args.steps_per_loop, True))
     directs.append(run_model_garden_directly(job_dir, args.steps,
                                              args.steps_per_loop))
 
   def median(runs, key):
     return statistics.median(r[key] for r in runs)
 
-  ours_speed = median(trials, 'steady_steps_per_s')
+  def fixed_cost(runs):
+    """Median wall time less the steps at the median steady speed."""
+    return median(runs, 'wall_s') - args.steps / median(
+        runs, 'steady_steps_per_s')
+
+  ours_speed = median(warms, 'steady_steps_per_s')
   direct_speed = median(directs, 'steady_steps_per_s')
   ratio = ours_speed / direct_speed
-  wall = median(trials, 'wall_s')
-  fixed_s = wall - args.steps / ours_speed
-  share = fixed_s / wall
-  print(f'{"(medians)":28}{"nas-garden trial":>18}{"Model Garden direct":>22}')
-  print(f'{"steady steps/s":28}{ours_speed:>18.2f}{direct_speed:>22.2f}')
-  print(f'{"top-1 accuracy":28}{median(trials, "accuracy"):>18.4f}'
-        f'{median(directs, "accuracy"):>22.4f}')
-  print(f'{"wall time (s)":28}{wall:>18.1f}{median(directs, "wall_s"):>22.1f}'
-        '   (direct: no process start, imports or config)')
-  print(f'speed ratio trial/direct: {ratio:.3f} (target >= 0.95)')
-  print(f'trial fixed cost: {fixed_s:.1f} s of {wall:.1f} s = {share:.1%} '
-        f'(process start + imports + config: {median(trials, "setup_s"):.1f} s; '
-        'model build, graph trace, eval, FLOPs count, checkpoints: the rest)')
+  fixed_s, fixed_cold_s = fixed_cost(warms), fixed_cost(colds)
+  share = fixed_s / median(warms, 'wall_s')
+  print(f'{"(medians)":24}{"warm trial":>14}{"cold trial":>14}'
+        f'{"Model Garden direct":>22}')
+  for label, key, form in (('steady steps/s', 'steady_steps_per_s', '.2f'),
+                           ('top-1 accuracy', 'accuracy', '.4f'),
+                           ('wall time (s)', 'wall_s', '.1f'),
+                           ('start to first step (s)', 'setup_s', '.1f')):
+    direct = (f'{median(directs, key):>22{form}}' if key in directs[0]
+              else f'{"-":>22}')
+    print(f'{label:24}{median(warms, key):>14{form}}'
+          f'{median(colds, key):>14{form}}{direct}')
+  print(f'{"fixed cost (s)":24}{fixed_s:>14.1f}{fixed_cold_s:>14.1f}'
+        f'{"-":>22}   (target warm <= 5 s)')
+  print(f'speed ratio warm trial/direct: {ratio:.3f} (target >= 0.95)')
+  print(f'warm trial fixed cost: {fixed_s:.1f} s of '
+        f'{median(warms, "wall_s"):.1f} s = {share:.1%}; cold '
+        f'{fixed_cold_s:.1f} s')
   print(json.dumps({'trial_steps_per_s': round(ours_speed, 3),
                     'model_garden_steps_per_s': round(direct_speed, 3),
                     'ratio': round(ratio, 4),
+                    'fixed_cost_s': round(fixed_s, 2),
+                    'fixed_cost_s_cold': round(fixed_cold_s, 2),
                     'fixed_cost_share': round(share, 4)}))
 
 

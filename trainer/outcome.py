@@ -8,6 +8,7 @@ error text to tell a NaN loss or an early stop from a crash.
 
 import dataclasses
 import json
+import math
 import os
 import re
 import signal
@@ -119,6 +120,7 @@ def timed_out(timeout_s: float) -> Outcome:
 
 def over_memory_limit(limit_mb: int, used_mb: float) -> Outcome:
   """A trial killed for holding more than --trial_memory_limit_mb; told
-  apart from the kernel's SIGKILL by naming the cap and what was measured."""
+  apart from the kernel's SIGKILL by naming the cap and what was measured
+  (rounded up: it is over the cap)."""
   return failed(OOM, f'out of memory: exceeded --trial_memory_limit_mb='
-                f'{limit_mb} (measured peak {used_mb:.0f} MB resident)')
+                f'{limit_mb} (measured peak {math.ceil(used_mb)} MB resident)')

@@ -179,6 +179,41 @@ def test_cli_killed_at_ten_random_points(tmp_path):
   _kill_search_repeatedly(tmp_path, kills=10, max_trials=8, seed=11)
 
 
+def _running_trial(job_dir, controller_pid):
+  """(fork server pid, trial pid) once a trial of the search is training:
+  the trial is a child of the server, itself a child of the controller."""
+  if not _training_since(job_dir, 0):
+    return None
+  children = executors._children_by_parent()  # pylint: disable=protected-access
+  for server in children.get(controller_pid, []):
+    for trial in children.get(server, []):
+      return server, trial
+  return None
+
+
+def test_a_dead_fork_server_is_replaced_and_its_trial_rerun(tmp_path):
+  job_dir = str(tmp_path / 'job')
+  controller = _start(search_flags(job_dir, 2), tmp_path, 0)
+  deadline = time.time() + 300
+  found = None
+  while not found and controller.poll() is None and time.time() < deadline:
+    found = _running_trial(job_dir, controller.pid)
+    time.sleep(0.05)
+  assert found, (tmp_path / 'life-0.log').read_text()[-3000:]
+  server, trial = found
+  os.kill(server, signal.SIGKILL)
+  assert controller.wait(timeout=600) == 0, (
+      tmp_path / 'life-0.log').read_text()[-3000:]
+  output = (tmp_path / 'life-0.log').read_text()
+  assert 'trial   1/2 re-running: its fork server died' in output
+  # The trial process died with its server (parent-death signal).
+  assert not os.path.exists(f'/proc/{trial}') or (
+      open(f'/proc/{trial}/stat').read().split()[2] == 'Z')
+  trials = _trials(job_dir)
+  assert [(t.id, t.status, t.attempts) for t in trials] == [
+      (1, 'completed', 2), (2, 'completed', 1)]
+
+
 def _nan_flags(job_dir, max_trials, *extra):
   # A constant NaN learning rate makes the first loop's loss NaN: Model
   # Garden's trainer raises "The loss value is NaN ...".

@@ -157,7 +157,8 @@ def _args_of(**values):
   """Flag values of a search, as the driver parses them."""
   defaults = {'executor': 'local', 'ray_address': '', 'cpus_per_trial': 1.0,
               'gpus_per_trial': None, 'max_parallel_trials': 1,
-              'trial_timeout': 0.0, 'trial_memory_limit_mb': None}
+              'trial_timeout': 0.0, 'trial_memory_limit_mb': None,
+              'warm_trials': True}
   return flags.Args({**defaults, **values},
                     [name for name in values if name in defaults])
 

@@ -13,6 +13,10 @@ trial gets exactly those Ray assigned its task.
 
 With --trial_memory_limit_mb each trial's processes are held under that much
 resident memory (`MemoryCap`), as a cgroup's memory limit holds them.
+
+A local trial process is, with `warm_trials`, a fork of a server that has
+TensorFlow imported (warm.py); it is still a process of its own, so all of
+the above holds for it as for a cold `python` one.
 """
 
 import contextlib
@@ -29,6 +33,7 @@ from trainer import artifacts
 from trainer import fileio
 from trainer import outcome
 from trainer.controller import store as store_lib
+from trainer.controller import warm
 from trainer.training import devices
 
 _PR_SET_PDEATHSIG = 1
@@ -37,7 +42,8 @@ MB = 2**20
 # Loaded before any fork: the forked child only calls prctl.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith(
     'linux') else None
-# Times a Ray trial whose worker or node died is run again before it fails.
+# Times a trial whose Ray worker or node, or fork server, died is run again
+# before it fails.
 MAX_WORKER_DEATHS = 3
 
 
@@ -59,38 +65,56 @@ class TrialLog:
       job_dir, stage_dir, trial_id = trial_dir.rstrip('/').rsplit('/', 2)
       logs = os.path.join(store_lib.location(job_dir), 'logs')
       os.makedirs(logs, exist_ok=True)
-      self._local = os.path.join(logs, f'{stage_dir}-{trial_id}.log')
+      self.local_path = os.path.join(logs, f'{stage_dir}-{trial_id}.log')
     else:
-      self._local = self._path
-    self.file = open(self._local, 'w')  # pylint: disable=consider-using-with
+      self.local_path = self._path
+    self.file = open(self.local_path, 'w')  # pylint: disable=consider-using-with
 
   def close(self) -> None:
     if self.file.closed:
       return
     self.file.close()
-    if self._local != self._path:
-      fileio.copy(self._local, self._path)
-      os.remove(self._local)
+    if self.local_path != self._path:
+      fileio.copy(self.local_path, self._path)
+      os.remove(self.local_path)
 
 
-def start_process(python_args: List[str], trial_dir: str,
-                  visible_gpus: Optional[Sequence[str]] = None):
-  """Starts `python <python_args>` logging to the trial dir's trial.log, after
-  removing what an earlier attempt left; returns (process, TrialLog). With
-  `visible_gpus` the process sees only those GPUs (none if empty); without,
-  it inherits this process's CUDA_VISIBLE_DEVICES."""
-  fileio.makedirs(trial_dir)
-  for stale in (artifacts.METRICS_FILE, artifacts.ERROR_FILE,
-                artifacts.EVALUATIONS_FILE):
-    fileio.remove(os.path.join(trial_dir, stale))
+def trial_env() -> Dict[str, str]:
+  """The environment of a trial process: this process's, with the source
+  root on PYTHONPATH and unbuffered output (trial.log streams as the trial
+  runs)."""
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(
       p for p in (artifacts.SOURCE_ROOT, env.get('PYTHONPATH')) if p)
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
-  env['PYTHONUNBUFFERED'] = '1'  # trial.log streams as the trial runs.
+  env['PYTHONUNBUFFERED'] = '1'
+  return env
+
+
+def start_process(python_args: List[str], trial_dir: str,
+                  visible_gpus: Optional[Sequence[str]] = None,
+                  warm_trials: bool = False):
+  """Starts `python <python_args>` logging to the trial dir's trial.log, after
+  removing what an earlier attempt left; returns (process, TrialLog). With
+  `visible_gpus` the process sees only those GPUs (none if empty); without,
+  it inherits this process's CUDA_VISIBLE_DEVICES. `warm_trials`: a trial
+  command is forked by this process's fork server (warm.server); it raises
+  warm.WorkerDied if that server dies starting it."""
+  fileio.makedirs(trial_dir)
+  for stale in (artifacts.METRICS_FILE, artifacts.ERROR_FILE,
+                artifacts.EVALUATIONS_FILE):
+    fileio.remove(os.path.join(trial_dir, stale))
+  env = trial_env()
   if visible_gpus is not None:
     env[devices.CUDA_VISIBLE_DEVICES] = ','.join(visible_gpus)
   log = TrialLog(trial_dir)
+  if warm_trials and warm.runs(python_args):
+    try:
+      return warm.server(trial_env()).start(python_args, log.local_path,
+                                            env), log
+    except BaseException:
+      log.close()
+      raise
   process = subprocess.Popen([sys.executable, *python_args], stdout=log.file,
                              stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, env=env,
@@ -251,18 +275,24 @@ def local_gpu_slots(gpus_per_trial: Optional[float],
 class RunningTrial:
   """A local trial: waiting for its GPUs while every slot is taken, then a
   process in flight. Its timeout counts from the process's start; its
-  `memory_cap` is checked at each poll."""
+  `memory_cap` is checked at each poll. A warm trial whose fork server died
+  is started again in a new one (up to MAX_WORKER_DEATHS times), resuming
+  from its last checkpoint; `on_rerun(reason)` is told each time."""
 
   def __init__(self, python_args: List[str], trial_dir: str,
                timeout_s: Optional[float],
                gpu_slots: Optional[GpuSlots] = None,
-               memory_cap: Optional[MemoryCap] = None):
+               memory_cap: Optional[MemoryCap] = None,
+               warm_trials: bool = False,
+               on_rerun: Optional[Callable[[str], None]] = None):
     self._args, self._trial_dir = python_args, trial_dir
     self._timeout_s, self._gpu_slots = timeout_s, gpu_slots
-    self._memory_cap = memory_cap
+    self._memory_cap, self._warm_trials = memory_cap, warm_trials
+    self._on_rerun = on_rerun or (lambda reason: None)
+    self._deaths = 0
     self._process = self._log = self._deadline = None
     self._gpus: Optional[List[str]] = None  # Held from start to end.
-    self._start_if_free()
+    self._ending = self._start_if_free()  # Set if it could not start.
 
   @property
   def trial_dir(self) -> str:
@@ -272,14 +302,20 @@ class RunningTrial:
   def started(self) -> bool:
     return self._process is not None
 
-  def _start_if_free(self) -> None:
-    if self._gpu_slots is not None:
+  def _start_if_free(self) -> Optional[outcome.Outcome]:
+    """Starts the trial once GPUs are free; the trial's end if its fork
+    server died too often."""
+    if self._gpu_slots is not None and self._gpus is None:
       self._gpus = self._gpu_slots.take()
       if self._gpus is None:
-        return
-    self._process, self._log = start_process(self._args, self._trial_dir,
-                                             self._gpus)
+        return None
+    try:
+      self._process, self._log = start_process(
+          self._args, self._trial_dir, self._gpus, self._warm_trials)
+    except warm.WorkerDied:
+      return self._server_died()
     self._deadline = _Deadline(self._timeout_s)
+    return None
 
   def _release_gpus(self) -> None:
     if self._gpus is not None:
@@ -287,10 +323,14 @@ class RunningTrial:
       self._gpus = None
 
   def poll(self) -> Optional[outcome.Outcome]:
+    if self._ending is not None:
+      return self._ending
     if not self.started:
-      self._start_if_free()
-      return None
-    returncode = self._process.poll()
+      return self._start_if_free()
+    try:
+      returncode = self._process.poll()
+    except warm.WorkerDied:
+      return self._server_died()
     if returncode is None:
       ending = self._over_limits()
       if ending is not None:
@@ -299,6 +339,22 @@ class RunningTrial:
     self._log.close()
     self._release_gpus()
     return outcome.read(self._trial_dir, returncode)
+
+  def _server_died(self) -> Optional[outcome.Outcome]:
+    """The fork server died and the trial with it (parent-death signal):
+    once its process is gone, the trial starts again in a new server, or
+    fails after MAX_WORKER_DEATHS."""
+    if self._process is not None:
+      warm.wait_gone(self._process.pid)
+      self._log.close()
+      self._process = None
+    self._deaths += 1
+    if self._deaths > MAX_WORKER_DEATHS:
+      self._release_gpus()
+      return outcome.failed(outcome.CRASH, 'its fork server died '
+                            f'{self._deaths} times')
+    self._on_rerun('its fork server died')
+    return self._start_if_free()
 
   def _over_limits(self) -> Optional[outcome.Outcome]:
     """The ending of a running trial past its deadline or over its memory
@@ -311,7 +367,10 @@ class RunningTrial:
     """Ends the trial process now (timeout, early stopping), or its wait."""
     if self.started:
       self._process.kill()
-      self._process.wait()
+      try:
+        self._process.wait()
+      except warm.WorkerDied:
+        warm.wait_gone(self._process.pid)
       self._log.close()
     self._release_gpus()
 
@@ -328,6 +387,8 @@ class LocalExecutor:
   from `gpu_slots` (None: the CUDA_VISIBLE_DEVICES this process has); a
   trial started while every slot is taken waits for one. A trial over
   `memory_limit_mb` (None: no cap) is killed and fails as out of memory.
+  `warm_trials`: trial processes are forks of a process with TensorFlow
+  imported (warm.py), not fresh interpreters.
 
   Processes are started from the calling (main) thread and polled, never
   waited on from threads: `preexec_fn` is unsafe once threads exist.
@@ -335,18 +396,19 @@ class LocalExecutor:
 
   def __init__(self, timeout_s: float = 0,
                gpu_slots: Optional[GpuSlots] = None,
-               memory_limit_mb: Optional[int] = None):
+               memory_limit_mb: Optional[int] = None,
+               warm_trials: bool = False):
     self.timeout_s = timeout_s or None
     self.gpu_slots = gpu_slots
     self.memory_cap = memory_cap(memory_limit_mb)
+    self.warm_trials = warm_trials
 
   def start(self, python_args: List[str], trial_dir: str,
             on_rerun: Optional[Callable[[str], None]] = None) -> RunningTrial:
-    """`on_rerun` is for executors that re-run a trial whose machine died;
-    a local trial's death is its own failure."""
-    del on_rerun
+    """`on_rerun(reason)` is told when the trial starts again because its
+    fork server died (a trial's own death is its failure)."""
     return RunningTrial(python_args, trial_dir, self.timeout_s, self.gpu_slots,
-                        self.memory_cap)
+                        self.memory_cap, self.warm_trials, on_rerun)
 
   def run(self, python_args: List[str], trial_dir: str) -> outcome.Outcome:
     """Runs one trial to its end."""

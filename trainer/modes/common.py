@@ -22,6 +22,7 @@ from trainer.controller import executors
 from trainer.controller import leaderboard
 from trainer.controller import search
 from trainer.controller import store as store_lib
+from trainer.controller import warm
 
 # A trial's spec as the stage template gives it -> the spec it runs.
 Customize = Callable[[store_lib.Trial, spec_lib.TrialSpec], spec_lib.TrialSpec]
@@ -142,6 +143,8 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
   # are checked before the store is touched. TensorFlow loads only now: the
   # refusals above take a second, not its import.
   from trainer.training import trial as trial_lib  # pylint: disable=g-import-not-at-top
+  if args.warm_trials and args.executor == 'local':
+    warm.prepare_server()  # Before this process runs TensorFlow.
   sample = (proposals[0] if proposals else search_spaces.nas_params_from_dna(
       pg.random_dna(pg.dna_spec(space), random.Random(args.seed))))
   prepared = trial_lib.prepare(template.replace(nas_params_str=sample),
@@ -249,7 +252,8 @@ def _executor(args):
             f'{",".join(gpu_slots.gpus)} hold {at_once} trials at once: the '
             'others wait for a free GPU', flush=True)
     return executors.LocalExecutor(args.trial_timeout, gpu_slots,
-                                   args.trial_memory_limit_mb)
+                                   args.trial_memory_limit_mb,
+                                   args.warm_trials)
   if args.cpus_per_trial <= 0 or (args.gpus_per_trial or 0) < 0:
     raise UsageError('--cpus_per_trial must be positive and --gpus_per_trial '
                      'not negative')
