@@ -47,6 +47,14 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith(
 MAX_WORKER_DEATHS = 3
 
 
+def too_many_deaths(deaths: int, reason: str) -> Optional[outcome.Outcome]:
+  """The failure of a trial whose worker died for the `deaths`-th time
+  (`reason`), once past MAX_WORKER_DEATHS; None while it may run again."""
+  if deaths > MAX_WORKER_DEATHS:
+    return outcome.failed(outcome.CRASH, f'{reason} {deaths} times')
+  return None
+
+
 def die_with_parent() -> None:
   """preexec_fn of a child process that must not outlive this one."""
   if _LIBC is not None:
@@ -104,14 +112,15 @@ def start_process(python_args: List[str], trial_dir: str,
   for stale in (artifacts.METRICS_FILE, artifacts.ERROR_FILE,
                 artifacts.EVALUATIONS_FILE):
     fileio.remove(os.path.join(trial_dir, stale))
-  env = trial_env()
+  common_env = trial_env()
+  env = dict(common_env)
   if visible_gpus is not None:
     env[devices.CUDA_VISIBLE_DEVICES] = ','.join(visible_gpus)
   log = TrialLog(trial_dir)
   if warm_trials and warm.runs(python_args):
     try:
-      return warm.server(trial_env()).start(python_args, log.local_path,
-                                            env), log
+      return warm.server(common_env).start(python_args, log.local_path,
+                                           env), log
     except BaseException:
       log.close()
       raise
@@ -349,10 +358,10 @@ class RunningTrial:
       self._log.close()
       self._process = None
     self._deaths += 1
-    if self._deaths > MAX_WORKER_DEATHS:
+    failure = too_many_deaths(self._deaths, 'its fork server died')
+    if failure:
       self._release_gpus()
-      return outcome.failed(outcome.CRASH, 'its fork server died '
-                            f'{self._deaths} times')
+      return failure
     self._on_rerun('its fork server died')
     return self._start_if_free()
 
@@ -529,8 +538,9 @@ class RayTrial:
       self._deaths += 1
       reason = (f'its Ray {"node" if isinstance(e, ray.exceptions.NodeDiedError) else "worker"}'
                 ' died')
-      if self._deaths > MAX_WORKER_DEATHS:
-        return outcome.failed(outcome.CRASH, f'{reason} {self._deaths} times')
+      failure = too_many_deaths(self._deaths, reason)
+      if failure:
+        return failure
       self._on_rerun(reason)
       self._ref = self._executor.submit(self._args, self._trial_dir)
       return None
