@@ -806,6 +806,213 @@ def nasnet_search_space() -> NasNetSpec:
 
 
 # ---------------------------------------------------------------------------
+# PointPillars (lidar 3D detection): the searched featurizer, 3-level
+# backbone and decoder of the platform's twelfth prebuilt space
+# ---------------------------------------------------------------------------
+
+POINTPILLARS_FEATURIZER_FILTERS = 64
+# Backbone blocks as (level, base filters): level 1 keeps the bird's-eye-view
+# grid, each next level halves it in its first block.
+POINTPILLARS_BACKBONE_BLOCKS = ((1, 64), (2, 128), (2, 128), (3, 256),
+                                (3, 256))
+POINTPILLARS_DECODER_FILTERS = 128  # Fixed: one decoder block per level.
+POINTPILLARS_LEVELS = (1, 2, 3)
+
+
+class PointPillarsFeaturizerSpec(pg.Object):
+  """The pillar feature net: `block_repeats` point-wise layers."""
+
+  block_repeats: int
+  activation_fn: str
+  output_filters: int
+
+
+class PointPillarsBlockSpec(pg.Object):
+  """A block group of the backbone (at `level`) or decoder (output_filters
+  fixed): `block_repeats` blocks of `block_fn`."""
+
+  block_fn: str
+  block_repeats: int
+  kernel_size: int
+  expand_ratio: int
+  se_ratio: float
+  activation_fn: str
+  output_filters: int = POINTPILLARS_DECODER_FILTERS
+  level: int = 1
+
+
+class PointPillarsSpec(pg.Object):
+  """A PointPillars detector's featurizer, backbone and decoder."""
+
+  featurizer_blocks: list[PointPillarsFeaturizerSpec]
+  backbone_blocks: list[PointPillarsBlockSpec]
+  decoder_blocks: list[PointPillarsBlockSpec]
+
+  def summary(self) -> str:
+    """e.g. `feat x2-relu/64 | r5x2e3se/48@1 ... | c3x1/128@1 ...`: function
+    (conv, residual, bottleneck, mbconv), kernel, repeats, expansion,
+    squeeze-excite, filters and level of each block group."""
+
+    def block(b):  # A decoder's plain conv has no expansion or SE.
+      return (f'{b.block_fn[0]}{b.kernel_size}x{b.block_repeats}'
+              f'{"" if b.block_fn == "conv" else "e" + str(b.expand_ratio)}'
+              f'{"se" if b.se_ratio and b.block_fn != "conv" else ""}'
+              f'{"" if b.activation_fn == "swish" else "-relu"}'
+              f'/{b.output_filters}@{b.level}')
+
+    featurizer = ' '.join(
+        f'x{f.block_repeats}{"" if f.activation_fn == "swish" else "-relu"}'
+        f'/{f.output_filters}' for f in self.featurizer_blocks)
+    return (f'feat {featurizer} | '
+            f'{" ".join(block(b) for b in self.backbone_blocks)} | '
+            f'{" ".join(block(b) for b in self.decoder_blocks)}')
+
+
+def _pointpillars_block(output_filters: Any, level: int,
+                        block_fns: Sequence[str]) -> PointPillarsBlockSpec:
+  return PointPillarsBlockSpec(
+      block_fn=pg.oneof(list(block_fns)),
+      block_repeats=pg.oneof([1, 2, 3]),
+      kernel_size=pg.oneof([3, 5]),
+      expand_ratio=pg.oneof([1, 3, 6]),
+      se_ratio=pg.oneof([0.0, 0.25]),
+      activation_fn=pg.oneof(['swish', 'relu']),
+      output_filters=output_filters,
+      level=level)
+
+
+@register_search_space('pointpillars', kind='backbone')
+def pointpillars_search_space() -> PointPillarsSpec:
+  """The PointPillars space: a featurizer block, 5 backbone block groups
+  over 3 levels and one decoder block group per level (56 decisions)."""
+  return PointPillarsSpec(
+      featurizer_blocks=[PointPillarsFeaturizerSpec(
+          block_repeats=pg.oneof([1, 2, 3]),
+          activation_fn=pg.oneof(['swish', 'relu']),
+          output_filters=pg.oneof(
+              filters_candidates(POINTPILLARS_FEATURIZER_FILTERS)))],
+      backbone_blocks=[
+          _pointpillars_block(pg.oneof(filters_candidates(f)), level,
+                              ('residual', 'bottleneck', 'mbconv'))
+          for level, f in POINTPILLARS_BACKBONE_BLOCKS],
+      decoder_blocks=[
+          _pointpillars_block(POINTPILLARS_DECODER_FILTERS, level,
+                              ('conv', 'residual', 'bottleneck', 'mbconv'))
+          for level in POINTPILLARS_LEVELS])
+
+
+# ---------------------------------------------------------------------------
+# 3D UNet (medical volume segmentation): the platform's baseline, searched
+# encoder and searched NAS-FPN-style decoder
+# ---------------------------------------------------------------------------
+
+UNET_ENCODER_FILTERS = (32, 64, 128, 256)  # Levels 1-4, each halving.
+UNET_LEVELS = (1, 2, 3, 4)
+UNET_NASFPN_NUM_INTERMEDIATE_BLOCKS = 2
+
+
+class StaticUNetSpec(pg.Object):
+  """The fixed baseline 3D UNet; `dummy_param` is the platform's single
+  one-candidate decision, so the space can run as a (one-trial) search."""
+
+  dummy_param: int
+
+  def summary(self) -> str:
+    return 'static 3D UNet ' + '/'.join(map(str, UNET_ENCODER_FILTERS))
+
+
+@register_search_space('static_unet', kind='backbone')
+def static_unet_search_space() -> StaticUNetSpec:
+  return StaticUNetSpec(dummy_param=pg.oneof([1]))
+
+
+class UNetEncoderBlockSpec(pg.Object):
+  """An encoder level: `num_repeats` 3D residual blocks of `block_type`."""
+
+  block_type: str
+  num_filters: int
+  num_repeats: int
+  kernel_size: int
+  id_skip: bool
+  se_ratio: float
+
+
+class TunableUNetEncoderSpec(pg.Object):
+  """A 3D UNet encoder: one block group per level, one activation."""
+
+  blocks: list[UNetEncoderBlockSpec]
+  activation: str
+
+  def summary(self) -> str:
+    """Per level e.g. `b5x2se0.25id/64` (`b` basic, `n` bottleneck)."""
+    return ' '.join(
+        f'{"b" if b.block_type == "basic_block" else "n"}{b.kernel_size}'
+        f'x{b.num_repeats}{f"se{b.se_ratio}" if b.se_ratio else ""}'
+        f'{"id" if b.id_skip else ""}/{b.num_filters}'
+        for b in self.blocks) + f' {self.activation}'
+
+
+@register_search_space('tunable_unet_encoder', kind='backbone')
+def tunable_unet_encoder_search_space() -> TunableUNetEncoderSpec:
+  """The 3D UNet encoder space: 4 levels of 6 decisions, and the activation."""
+  return TunableUNetEncoderSpec(
+      blocks=[UNetEncoderBlockSpec(
+          block_type=pg.oneof(['basic_block', 'bottleneck_block']),
+          num_filters=pg.oneof(filters_candidates(f)),
+          num_repeats=pg.oneof([1, 2, 3]),
+          kernel_size=pg.oneof([3, 5]),
+          id_skip=pg.oneof([False, True]),
+          se_ratio=pg.oneof([0.0, 0.25, 0.5])) for f in UNET_ENCODER_FILTERS],
+      activation=pg.oneof(['relu', 'swish']))
+
+
+class UNetNasFpnSpec(pg.Object):
+  """A NAS-FPN cell over the 3D UNet encoder's levels 1-4: intermediate
+  blocks, then one output block per level; offsets index the encoder's
+  levels first, then the blocks in build order."""
+
+  intermediate_blocks: list[NasFpnBlockSpec]
+  output_blocks: list[NasFpnBlockSpec]
+  output_block_levels: list[int]
+
+  def block_sequence(self) -> List[Tuple[int, NasFpnBlockSpec]]:
+    """(level, block) in build order; offset `len(UNET_LEVELS) + k` is k-th."""
+    return ([(b.level, b) for b in self.intermediate_blocks] +
+            list(zip(self.output_block_levels, self.output_blocks)))
+
+  def summary(self) -> str:
+    """Per block e.g. `L2+0,2`: level, `+` sum or `@` attention, inputs."""
+    return ' '.join(
+        f'L{level}{"+" if b.combine_fn == "sum" else "@"}'
+        f'{b.input_offsets[0]},{b.input_offsets[1]}'
+        for level, b in self.block_sequence())
+
+
+@register_search_space('tunable_unet_nasfpn', kind='decoder')
+def tunable_unet_nasfpn_search_space() -> UNetNasFpnSpec:
+  """The 3D UNet decoder space: 2 free merge cells at any level, then 4
+  cells that emit levels 1-4 in a searched order (24 decisions)."""
+  num_inputs = len(UNET_LEVELS)
+  return UNetNasFpnSpec(
+      intermediate_blocks=[
+          NasFpnBlockSpec(
+              level=pg.oneof(list(UNET_LEVELS)),
+              combine_fn=pg.oneof(['sum', 'attention']),
+              input_offsets=_two_distinct_sorted(range(num_inputs + i)))
+          for i in range(UNET_NASFPN_NUM_INTERMEDIATE_BLOCKS)
+      ],
+      output_blocks=[
+          NasFpnBlockSpec(
+              level=None,
+              combine_fn=pg.oneof(['sum', 'attention']),
+              input_offsets=_two_distinct_sorted(
+                  range(num_inputs + UNET_NASFPN_NUM_INTERMEDIATE_BLOCKS + j)))
+          for j in range(len(UNET_LEVELS))
+      ],
+      output_block_levels=_permutation(UNET_LEVELS))
+
+
+# ---------------------------------------------------------------------------
 # Augmentation policies (detection and segmentation)
 # ---------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ PAIRS = (
     'spinenet_scaling_detection',
     'spinenet_segmentation',
     'spinenet_v2_detection',
+    'unet_segmentation3d',
 )
 
 # `<stage>_<hardware>`: its layers, in order ({pair}: the name's pair).

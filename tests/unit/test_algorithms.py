@@ -37,7 +37,8 @@ def test_valid_dna_in_every_prebuilt_space(space):
   for name in LEARNING:
     generator = _small(name)
     generator.setup(spec)
-    for i in range(6):
+    # A one-architecture space (static_unet) runs out after its one proposal.
+    for i in range(min(6, spec.space_size)):
       dna = generator.propose()
       params = search_spaces.nas_params_from_dna(dna)
       if i >= 4:  # Past the random start (parsing is slow: only those).

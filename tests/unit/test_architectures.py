@@ -379,13 +379,22 @@ PREBUILT_BINDINGS = {
     'regnet_x': ('nas_image_classification', 'regnet'),
     'regnet_y': ('nas_image_classification', 'regnet'),
     'nasnet': ('nas_image_classification', 'nasnet'),
+    'static_unet': ('nas_segmentation_3d', 'unet'),
+    'tunable_unet_encoder': ('nas_segmentation_3d', 'unet'),
 }
+
+
+# Not built yet (issue 17): PointPillars and the 3D NAS-FPN decoder.
+UNBOUND = ('pointpillars', 'tunable_unet_nasfpn')
 
 
 def test_every_prebuilt_architecture_space_is_bound_by_its_module():
   assert {name for name in search_spaces.list_search_spaces()
           if search_spaces.search_space_kind(name) != 'augmentation'} == set(
-              PREBUILT_BINDINGS)
+              PREBUILT_BINDINGS) | set(UNBOUND)
+  for name in UNBOUND:
+    with pytest.raises(ValueError, match='no trainer for architectures'):
+      architectures.binding_for(_materialise(name, 0))
   for name, expected in PREBUILT_BINDINGS.items():
     space = search_spaces.get_search_space(name)
     spec = (_materialise(name, 0) if name in search_spaces.vertex_search_spaces()

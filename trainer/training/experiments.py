@@ -4,6 +4,7 @@ Each experiment extends a stock Model Garden task config only by the tunable
 component configs (`OneOfConfig` subclasses), so the stock task code, Orbit
 trainer and evaluators (COCO AP, mIoU) run unchanged:
   nas_image_classification, nas_retinanet, nas_semantic_segmentation,
+  nas_segmentation_3d (on Model Garden's volumetric_models project),
 also registered under the platform's names (image_classification_nas,
 retinanet_nas, semantic_segmentation_nas) with the platform's defaults.
 """
@@ -27,6 +28,9 @@ from official.vision.configs import decoders
 from official.vision.configs import image_classification
 from official.vision.configs import retinanet
 from official.vision.configs import semantic_segmentation
+from official.projects.volumetric_models.configs import backbones as backbones_3d
+from official.projects.volumetric_models.configs import semantic_segmentation_3d
+from official.projects.volumetric_models.tasks import semantic_segmentation_3d as segmentation_3d_task
 from official.vision.dataloaders import input_reader
 from official.vision.dataloaders import input_reader_factory
 from official.vision.dataloaders import segmentation_input
@@ -46,6 +50,7 @@ from trainer.training.architectures import nasfpn
 from trainer.training.architectures import nasnet
 from trainer.training.architectures import regnet
 from trainer.training.architectures import spinenet
+from trainer.training.architectures import unet3d
 
 
 autograph_rules.skip_model_garden_vision()  # Before anything traces.
@@ -223,6 +228,32 @@ class NasSegmentation(segmentation_task.SemanticSegmentationTask):
     return _read(params, decoder, parser, input_context)
 
 
+@dataclasses.dataclass
+class Backbone3D(backbones_3d.Backbone):
+  """Model Garden's 3D backbones plus the searched UNet encoder."""
+  tunable_unet_encoder: unet3d.TunableUNetEncoder = dataclasses.field(
+      default_factory=unet3d.TunableUNetEncoder)
+
+
+@dataclasses.dataclass
+class NasSegmentation3DModel(
+    semantic_segmentation_3d.SemanticSegmentationModel3D):
+  backbone: Backbone3D = dataclasses.field(
+      default_factory=lambda: Backbone3D(type='unet_3d'))
+
+
+@dataclasses.dataclass
+class NasSegmentation3DTask(semantic_segmentation_3d.SemanticSegmentation3DTask):
+  model: NasSegmentation3DModel = dataclasses.field(
+      default_factory=NasSegmentation3DModel)
+
+
+@task_factory.register_task_cls(NasSegmentation3DTask)
+class NasSegmentation3D(segmentation_3d_task.SemanticSegmentation3DTask):
+  """Model Garden's 3D segmentation task (Dice loss, generalised Dice),
+  bound to the NAS config."""
+
+
 def _read(params: cfg.DataConfig, decoder, parser,
           input_context: Optional[tf.distribute.InputContext]):
   """The dataset Model Garden's tasks read: decode, then parse for training."""
@@ -368,6 +399,38 @@ def nas_semantic_segmentation() -> cfg.ExperimentConfig:
           validation_steps=90, warmup_steps=500,
           learning_rate={'type': 'cosine', 'cosine': {
               'initial_learning_rate': 0.01, 'decay_steps': 20000}}))
+
+
+@exp_factory.register_config_factory('nas_segmentation_3d')
+def nas_segmentation_3d() -> cfg.ExperimentConfig:
+  """3D volume segmentation with a searched UNet: BraTS-like sizes (128^3
+  crops of 4 MRI channels, 4 classes), batch 2, 10k steps. (The platform
+  runs its UNet spaces in MONAI; these defaults are ours.)"""
+  size, channels, classes = [128, 128, 128], 4, 4
+
+  def data(is_training):
+    return semantic_segmentation_3d.DataConfig(
+        input_size=size, num_classes=classes, num_channels=channels,
+        is_training=is_training, global_batch_size=2, label_dtype='uint8')
+
+  return _experiment(
+      NasSegmentation3DTask(
+          model=NasSegmentation3DModel(
+              num_classes=classes, num_channels=channels, input_size=size,
+              min_level=1, max_level=4,
+              head=semantic_segmentation_3d.SegmentationHead3D(
+                  num_classes=classes, level=1, num_convs=0),
+              norm_activation=common.NormActivation(
+                  activation='relu', norm_momentum=0.99, norm_epsilon=1e-3,
+                  use_sync_bn=True)),
+          evaluation=semantic_segmentation_3d.Evaluation(
+              report_per_class_metric=True),
+          train_data=data(True), validation_data=data(False)),
+      _sgd_trainer(
+          train_steps=10000, steps_per_loop=100, interval=1000,
+          validation_steps=-1, warmup_steps=500,
+          learning_rate={'type': 'cosine', 'cosine': {
+              'initial_learning_rate': 0.01, 'decay_steps': 10000}}))
 
 
 # The platform's experiment names, as aliases of ours.

@@ -37,6 +37,7 @@ from trainer.training import experiments
 from trainer.training import latency
 from trainer.datasets import scenes
 from trainer.datasets import shapes
+from trainer.datasets import volumes
 
 
 class TaskFamily(NamedTuple):
@@ -51,6 +52,9 @@ TASK_FAMILIES = {
         'classification', 'accuracy', 'top_1_accuracy'),
     'nas_retinanet': TaskFamily('detection', 'AP', 'AP'),
     'nas_semantic_segmentation': TaskFamily('segmentation', 'mean_iou', 'miou'),
+    # Model Garden's generalised Dice (class-weighted mean over the classes).
+    'nas_segmentation_3d': TaskFamily('segmentation3d',
+                                      'val_generalized_dice', 'dice'),
 }
 
 
@@ -270,6 +274,17 @@ def _data_override(inputs: spec_lib.TrialSpec, data_dir: str,
                      'task.validation_data.input_path')
     return {}
   size = params.task.model.input_size[0] if params.task.model.input_size else 32
+  if task == 'segmentation3d':
+    volume_data = volumes.make_volumes(
+        os.path.join(data_dir, f'volumes_{size}'), volume_size=size)
+    sizes = {'num_classes': volume_data.num_classes,
+             'num_channels': volume_data.num_channels}
+    data_sizes = {**sizes, 'input_size': [size] * 3,
+                  'label_dtype': volumes.LABEL_DTYPE}
+    return {'train_data': {'input_path': volume_data.train_glob, **data_sizes},
+            'validation_data': {'input_path': volume_data.eval_glob,
+                                **data_sizes},
+            'model': sizes}
   if task == 'classification':
     paths = _builtin_classification(params.task.builtin_data, data_dir, size)
     return {'train_data': {'input_path': paths.train},
@@ -345,7 +360,7 @@ def estimate_flops(prepared: PreparedTrial) -> Optional[float]:
   the controller screens candidates with before training any."""
   try:
     model = task_factory.get_task(prepared.params.task).build_model()
-    flops = _count_flops(model, prepared.params.task.model.input_size)
+    flops = _count_flops(model, prepared.params.task.model)
   finally:
     tf_keras.backend.clear_session()
   return flops / 2 / 1e9 if flops else None
@@ -404,7 +419,7 @@ def run(prepared: PreparedTrial, trial_dir: str,
   if not evals.records and prepared.evaluation != 'none':
     raise RuntimeError('the trial ran no evaluation; check trainer.train_steps '
                        'and trainer.validation_interval')
-  flops = _count_flops(model, params.task.model.input_size)
+  flops = _count_flops(model, params.task.model)
   reported = evals.records[-1] if evals.records else {'step': None}
   if params.trainer.best_checkpoint_export_subdir:
     reported = max(evals.records, key=lambda r: r[prepared.quality_metric])
@@ -448,14 +463,19 @@ def best_checkpoint(trial_dir: str) -> Optional[str]:
           or tf.train.latest_checkpoint(trial_dir))
 
 
-def _count_flops(model: tf_keras.Model, input_size: List[int]) -> Optional[int]:
-  """FLOPs of one image; subclassed models (RetinaNet, segmentation) get an
-  explicit input spec for the first argument of `call`."""
+def _count_flops(model: tf_keras.Model,
+                 model_config: Any) -> Optional[int]:
+  """FLOPs of one image or volume; subclassed models (RetinaNet,
+  segmentation) get an explicit input spec for the first argument of `call`
+  (a 3D model's input size has no channels: `num_channels` adds them)."""
   if model.inputs:
     return train_utils.try_count_flops(model)
+  shape = list(model_config.input_size)
+  if 'num_channels' in model_config.as_dict():
+    shape.append(model_config.num_channels)
   first_arg = next(iter(inspect.signature(model.call).parameters))
   return train_utils.try_count_flops(
-      model, {first_arg: tf.TensorSpec([1, *input_size], tf.float32)})
+      model, {first_arg: tf.TensorSpec([1, *shape], tf.float32)})
 
 
 def _final_metrics(experiment: str, eval_record: Dict[str, float]) -> dict:

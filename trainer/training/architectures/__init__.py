@@ -18,6 +18,7 @@ from trainer.training.architectures import spinenet  # pylint: disable=unused-im
 from trainer.training.architectures import nasfpn  # pylint: disable=unused-import
 from trainer.training.architectures import regnet  # pylint: disable=unused-import
 from trainer.training.architectures import nasnet  # pylint: disable=unused-import
+from trainer.training.architectures import unet3d  # pylint: disable=unused-import
 from trainer.training.architectures import registry
 from trainer.training.architectures.registry import ArchitectureBinding  # pylint: disable=unused-import
 
