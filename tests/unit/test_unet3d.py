@@ -1,6 +1,6 @@
 """The 3D UNet spaces as Model Garden volumetric models: every fixture sample
-of the searched encoder builds and trains a step; the baseline is Model
-Garden's own 3D UNet."""
+of the searched encoder and decoder builds and trains a step; the baseline
+is Model Garden's own 3D UNet."""
 
 import json
 import os
@@ -38,6 +38,7 @@ def _tiny_task(spec):
       'input_size': [SIZE] * 3, 'num_channels': 2,
       'backbone': {'unet_3d': {'base_filters': 4},
                    'tunable_unet_encoder': {'filter_size_scale': 0.25}},
+      'decoder': {'tunable_unet_nasfpn': {'num_filters': 8}},
       'norm_activation': {'use_sync_bn': False}}}}, is_strict=True)
   architectures.apply_architecture(params, spec)
   return params, task_factory.get_task(params.task)
@@ -62,6 +63,11 @@ def test_every_encoder_sample_builds_and_trains_a_step(index):
     assert endpoints[str(level)].as_list() == [
         None, *(SIZE // 2 ** (level - 1),) * 3,
         nn_layers.round_filters(block.num_filters, 0.25)]
+  _train_step(task, model)
+  tf_keras.backend.clear_session()
+
+
+def _train_step(task, model):
   optimizer = tf_keras.optimizers.SGD(0.01)
   before = [v.numpy().copy() for v in model.trainable_variables]
   logs = task.train_step(_volumes(), model, optimizer)
@@ -70,6 +76,29 @@ def test_every_encoder_sample_builds_and_trains_a_step(index):
              for b, v in zip(before, model.trainable_variables))
   outputs = model(_volumes()[0], training=False)['logits']
   assert outputs.shape == (2, SIZE, SIZE, SIZE, 4)
+
+
+@pytest.mark.parametrize('index', [0, 1, 2])
+def test_every_decoder_sample_builds_and_trains_a_step(index):
+  spec = _spec('tunable_unet_nasfpn', index)
+  params, task = _tiny_task(spec)
+  assert params.task.model.backbone.type == 'unet_3d'
+  assert params.task.model.decoder.type == 'tunable_unet_nasfpn'
+  model = task.build_model()
+  assert isinstance(model.decoder, unet3d.UNetNasFpn3D)
+  # One output per level, at the level's resolution, with num_filters.
+  assert {level: shape.as_list() for level, shape in
+          model.decoder.output_specs.items()} == {
+              str(level): [None, *(SIZE // 2 ** (level - 1),) * 3, 8]
+              for level in search_spaces.UNET_LEVELS}
+  # Each block ends in a 3^3 conv: 2 intermediate and 4 output blocks.
+  assert sum(isinstance(layer, tf_keras.layers.Conv3D) and
+             layer.kernel_size == (3, 3, 3)
+             for layer in model.decoder.layers) == 6
+  attention = sum(b.combine_fn == 'attention' for _, b in spec.block_sequence())
+  assert sum(isinstance(layer, tf_keras.layers.Lambda)
+             for layer in model.decoder.layers) == attention
+  _train_step(task, model)
   tf_keras.backend.clear_session()
 
 

@@ -29,6 +29,7 @@ from official.vision.configs import image_classification
 from official.vision.configs import retinanet
 from official.vision.configs import semantic_segmentation
 from official.projects.volumetric_models.configs import backbones as backbones_3d
+from official.projects.volumetric_models.configs import decoders as decoders_3d
 from official.projects.volumetric_models.configs import semantic_segmentation_3d
 from official.projects.volumetric_models.tasks import semantic_segmentation_3d as segmentation_3d_task
 from official.vision.dataloaders import input_reader
@@ -236,10 +237,19 @@ class Backbone3D(backbones_3d.Backbone):
 
 
 @dataclasses.dataclass
+class Decoder3D(decoders_3d.Decoder):
+  """Model Garden's 3D decoders plus the searched NAS-FPN cell."""
+  tunable_unet_nasfpn: unet3d.TunableUNetNasFpn = dataclasses.field(
+      default_factory=unet3d.TunableUNetNasFpn)
+
+
+@dataclasses.dataclass
 class NasSegmentation3DModel(
     semantic_segmentation_3d.SemanticSegmentationModel3D):
   backbone: Backbone3D = dataclasses.field(
       default_factory=lambda: Backbone3D(type='unet_3d'))
+  decoder: Decoder3D = dataclasses.field(
+      default_factory=lambda: Decoder3D(type='unet_3d_decoder'))
 
 
 @dataclasses.dataclass
