@@ -36,13 +36,33 @@ def _search(job_dir, max_trials, *flags):
   return trials
 
 
-def test_encoder_search_trains_two_architectures(tmp_path):
+def test_encoder_search_trains_two_architectures_and_exports(tmp_path):
   trials = _search(tmp_path, 2, f'--params_override={TINY_3D}')
   assert len({t.nas_params_str for t in trials}) == 2
   for trial in trials:
     assert 0 <= trial.metrics['dice'] <= 1
     assert {f'val_generalized_dice/class_{k}' for k in range(4)} <= set(
         trial.metrics)
+  # The best exports as a SavedModel serving whole volumes, and measures.
+  export_dir = tmp_path / 'export'
+  result = cli(f'--job_dir={tmp_path}', '--mode=export',
+               f'--export_dir={export_dir}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  import numpy as np  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer.training import latency  # pylint: disable=g-import-not-at-top
+  serve = tf.saved_model.load(str(export_dir / 'saved_model')).signatures[
+      'serving_default']
+  volume = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 32, 2))
+  outputs = serve(inputs=tf.constant(volume, tf.uint8))
+  assert outputs['logits'].shape == (1, 32, 32, 32, 4)
+  measured = latency.measure(str(export_dir / 'saved_model'), warmup_runs=1,
+                             timed_runs=2)
+  assert measured['latency_ms'] > 0
+  result = cli(f'--job_dir={tmp_path}', '--mode=report')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert (tmp_path / 'report.html').read_text().count(
+      '<rect class="block ') >= 4  # The best encoder's levels, drawn.
 
 
 @pytest.mark.slow

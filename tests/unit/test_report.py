@@ -336,6 +336,8 @@ def test_report_of_an_augmentation_search(tmp_path):
     ('spinenet_scaling', '<pre class="summary">', 1),
     ('regnet_x', '<rect class="block ', 5),  # Stem and the 200MF's 4 stages.
     ('nasnet', '<tr class="block">', 10),  # 5 blocks in each of two cells.
+    ('tunable_unet_encoder', '<rect class="block ', 4),  # One per level.
+    ('tunable_unet_nasfpn', '<rect class="node ', 10),  # 4 levels, 6 blocks.
 ])
 def test_architecture_drawings(space_name, drawn, count):
   """Block groups as boxes; SpineNet and NAS-FPN as graphs with two input
@@ -363,8 +365,9 @@ def test_architecture_drawings(space_name, drawn, count):
   if hasattr(spec, 'block_sequence'):
     with_inputs = [b for _, b in spec.block_sequence() if b.input_offsets]
     assert drawing.count('<path class="edge') == 2 * len(with_inputs)
-    assert re.findall(r'>P(\d)</text>', drawing) and sorted(
-        re.findall(r'>P(\d)</text>', drawing)) == ['3', '4', '5', '6', '7']
+    outputs = ['1', '2', '3', '4'] if 'unet' in space_name else [
+        '3', '4', '5', '6', '7']
+    assert sorted(re.findall(r'>P(\d)</text>', drawing)) == outputs
 
 
 def hparams_events(run_dir):

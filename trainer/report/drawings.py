@@ -118,11 +118,12 @@ def _spinenet_nodes(spec: search_spaces.SpineNetSpec) -> List[GraphNode]:
   return nodes
 
 
-def _nasfpn_nodes(spec: search_spaces.NasFpnSpec) -> List[GraphNode]:
-  """The backbone's features, then the merge cells; offsets index both."""
+def _nasfpn_nodes(spec: Any, input_levels: Sequence[int]) -> List[GraphNode]:
+  """The backbone's features at `input_levels`, then the merge cells;
+  offsets index both."""
   nodes = [GraphNode(f'C{level}', level, 'input', [],
                      f'input {i}: backbone level {level}')
-           for i, level in enumerate(search_spaces.NASFPN_LEVELS)]
+           for i, level in enumerate(input_levels)]
   num_intermediate = len(spec.intermediate_blocks)
   for k, (level, block) in enumerate(spec.block_sequence()):
     index = len(nodes)
@@ -268,7 +269,28 @@ def _draw_spinenet(spec: search_spaces.SpineNetSpec) -> str:
 
 @register_drawing(search_spaces.NasFpnSpec)
 def _draw_nasfpn(spec: search_spaces.NasFpnSpec) -> str:
-  return _graph_html(_nasfpn_nodes(spec))
+  return _graph_html(_nasfpn_nodes(spec, search_spaces.NASFPN_LEVELS))
+
+
+@register_drawing(search_spaces.UNetNasFpnSpec)
+def _draw_unet_nasfpn(spec: search_spaces.UNetNasFpnSpec) -> str:
+  return _graph_html(_nasfpn_nodes(spec, search_spaces.UNET_LEVELS))
+
+
+@register_drawing(search_spaces.TunableUNetEncoderSpec)
+def _draw_unet_encoder(spec: search_spaces.TunableUNetEncoderSpec) -> str:
+  """One box per encoder level (3D blocks; each level after the first
+  starts with a 2x max pooling)."""
+  groups = []
+  for level, b in enumerate(spec.blocks, start=1):
+    kind = b.block_type.split('_')[0]
+    details = (f'k{b.kernel_size}³{_squeeze(b)}'
+               f'{" · id skip" if b.id_skip else ""}')
+    groups.append(BlockGroup(kind, [
+        f'{kind} ×{b.num_repeats}', details, f'{b.num_filters} ch',
+        'pool 2' if level > 1 else 'level 1'], b.num_filters,
+        2 if level > 1 else 1))
+  return _block_groups_html(groups)
 
 
 def _state_name(state: int) -> str:

@@ -39,6 +39,8 @@ import tf_keras
 
 from official.core import config_definitions as cfg
 from official.modeling import hyperparams
+from official.projects.volumetric_models.configs import semantic_segmentation_3d
+from official.projects.volumetric_models.serving import semantic_segmentation_3d as serving_3d
 from official.vision.configs import retinanet
 from official.vision.serving import export_saved_model_lib
 from trainer import artifacts
@@ -58,10 +60,12 @@ def export_serving_model(params: cfg.ExperimentConfig,
 
   Model Garden's export picks its classification, detection or segmentation
   module from the task config's type (the platform's task configs subclass
-  those), builds the model with Model Garden's factories and restores every
-  model variable from the checkpoint. The signature `serving_default` takes a
-  [1, H, W, 3] uint8 `inputs` image and returns what Model Garden serves
-  (logits and probs; detections after NMS; segmentation logits). The config
+  those; 3D segmentation gets volumetric_models' module), builds the model
+  with Model Garden's factories and restores every model variable from the
+  checkpoint. The signature `serving_default` takes a [1, H, W, 3] uint8
+  `inputs` image ([1, D, H, W, C] for a 3D model) and returns what Model
+  Garden serves (logits and probs; detections after NMS; segmentation
+  logits). The config
   goes with it as params.yaml.
   """
   checkpoint = checkpoint_path_or_dir
@@ -70,14 +74,23 @@ def export_serving_model(params: cfg.ExperimentConfig,
   if not checkpoint or not tf.io.gfile.exists(checkpoint + '.index'):
     raise FileNotFoundError(f'no checkpoint at {checkpoint_path_or_dir}')
   export_params = _serving_params(params)
+  model = export_params.task.model
+  size, export_module = list(model.input_size[:2]), None
+  if isinstance(export_params.task,
+                semantic_segmentation_3d.SemanticSegmentation3DTask):
+    # Model Garden's export picks no module for 3D tasks: volumetric_models'
+    # own, for a [1, D, H, W, C] volume.
+    size = list(model.input_size)
+    export_module = serving_3d.SegmentationModule(
+        params=export_params, batch_size=1, input_image_size=size,
+        input_type='image_tensor', num_channels=model.num_channels)
   trial_policy = tf_keras.mixed_precision.global_policy()
   tf_keras.mixed_precision.set_global_policy('float32')
   try:
     export_saved_model_lib.export_inference_graph(
-        input_type='image_tensor', batch_size=1,
-        input_image_size=list(export_params.task.model.input_size[:2]),
+        input_type='image_tensor', batch_size=1, input_image_size=size,
         params=export_params, checkpoint_path=checkpoint,
-        export_dir=export_dir)
+        export_dir=export_dir, export_module=export_module)
   finally:
     tf_keras.mixed_precision.set_global_policy(trial_policy)
   return export_dir
@@ -144,15 +157,15 @@ def _infer(serve, input_name: str, image: tf.Tensor) -> None:
 
 def _random_input(serve, saved_model_dir: str,
                   seed: int) -> Tuple[str, tf.Tensor]:
-  """The signature's single input as a seeded random image; unknown image
-  dimensions (Model Garden's image_tensor signature leaves height and width
-  open) take the model's input size from the exported params.yaml."""
+  """The signature's single input as a seeded random image or volume;
+  unknown spatial dimensions (Model Garden's image_tensor signatures leave
+  them open) take the model's input size from the exported params.yaml."""
   (input_name, spec), = serve.structured_input_signature[1].items()
   shape = spec.shape.as_list()
   shape[0] = shape[0] or 1
   if None in shape:
-    height, width = _exported_input_size(saved_model_dir)
-    shape = [shape[0], height, width, shape[3]]
+    spatial = _exported_input_size(saved_model_dir)[:len(shape) - 2]
+    shape = [shape[0], *spatial, shape[-1]]
   rng = np.random.default_rng(seed)
   if spec.dtype.is_integer:
     image = rng.integers(0, 256, shape)
@@ -161,15 +174,16 @@ def _random_input(serve, saved_model_dir: str,
   return input_name, tf.constant(image, dtype=spec.dtype)
 
 
-def _exported_input_size(saved_model_dir: str) -> Tuple[int, int]:
+def _exported_input_size(saved_model_dir: str) -> List[int]:
+  """The model's `input_size` from the export's params.yaml: [H, W, C] of
+  an image model, [D, H, W] of a volume model."""
   path = os.path.join(saved_model_dir, 'params.yaml')
   if not tf.io.gfile.exists(path):
     raise ValueError(f'the SavedModel in {saved_model_dir} takes images of any '
                      'size and has no params.yaml to read the model\'s input '
                      'size from')
-  height, width = hyperparams.read_yaml_to_params_dict(
-      path).task.model.input_size[:2]
-  return height, width
+  return list(hyperparams.read_yaml_to_params_dict(
+      path).task.model.input_size)
 
 
 def _device_and_memory() -> Tuple[str, Any]:
