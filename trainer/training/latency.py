@@ -65,8 +65,7 @@ def export_serving_model(params: cfg.ExperimentConfig,
   checkpoint. The signature `serving_default` takes a [1, H, W, 3] uint8
   `inputs` image ([1, D, H, W, C] for a 3D model) and returns what Model
   Garden serves (logits and probs; detections after NMS; segmentation
-  logits). The config
-  goes with it as params.yaml.
+  logits). The config goes with it as params.yaml.
   """
   checkpoint = checkpoint_path_or_dir
   if tf.io.gfile.isdir(checkpoint):
