@@ -75,3 +75,31 @@ def test_tiny_config_learns_the_volumes_and_its_model_exports(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert (tmp_path / 'report.html').read_text().count(
       '<rect class="block ') == 4  # The encoder's levels, drawn.
+
+
+def test_own_volumes_whose_sizes_the_model_does_not_share_are_refused(
+    tmp_path):
+  """Your own 3D TFRecords: the data configs' sizes must be the model's."""
+  from trainer.datasets import volumes  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
+  data = volumes.make_volumes(str(tmp_path / 'data'), volume_size=16,
+                              num_train=2, num_eval=1)
+  sample = '{"dummy_param": "0/1 (1)"}'
+  sizes = ('task.model.input_size=[16,16,16],task.model.num_channels=2,'
+           'task.train_data.num_channels=2,task.validation_data.num_channels=2')
+  result = cli('--mode=trial', f'--job_dir={tmp_path / "job"}',
+               '--search_space=static_unet', f'--nas_params_str={sample}',
+               f'--train_data={data.train_glob}', f'--eval_data={data.eval_glob}',
+               f'--params_override={TINY_3D},{sizes}')
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      'nas-garden: error: task.train_data.input_size is [32, 32, 32] but '
+      'task.model.input_size is [16, 16, 16]: give your 3D data\'s sizes to '
+      'both']
+  # With the data configs' sizes too, the same data trains.
+  both = (sizes + ',task.train_data.input_size=[16,16,16],'
+          'task.validation_data.input_size=[16,16,16]')
+  result = cli('--mode=trial', f'--job_dir={tmp_path / "job2"}',
+               '--search_space=static_unet', f'--nas_params_str={sample}',
+               f'--train_data={data.train_glob}', f'--eval_data={data.eval_glob}',
+               f'--params_override={TINY_3D},{both}')
+  assert result.returncode == 0, result.stderr[-3000:]

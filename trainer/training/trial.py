@@ -237,7 +237,23 @@ def _load_config(inputs: spec_lib.TrialSpec, data_dir: str, experiment: str,
     raise experiments.ConfigError(
         'task.model.num_classes must be set for your own data '
         '(config file or --params_override)')
+  if family.name == 'segmentation3d':
+    _check_volume_sizes(params.task)
   return params
+
+
+def _check_volume_sizes(task: cfg.TaskConfig) -> None:
+  """Model Garden's 3D reader reshapes each record to its data config's
+  sizes: they must be the model's, or a trial fails deep in the input
+  pipeline."""
+  for split in ('train_data', 'validation_data'):
+    for key in ('input_size', 'num_classes', 'num_channels'):
+      data_value = getattr(task, split).as_dict()[key]
+      model_value = task.model.as_dict()[key]
+      if data_value != model_value:
+        raise experiments.ConfigError(
+            f'task.{split}.{key} is {data_value} but task.model.{key} is '
+            f'{model_value}: give your 3D data\'s sizes to both')
 
 
 def _materialize(space_name: str, nas_params_str: str) -> Any:
