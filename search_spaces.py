@@ -364,24 +364,32 @@ class NasFpnBlockSpec(pg.Object):
   input_offsets: list[int]
 
 
-class NasFpnSpec(pg.Object):
-  """A NAS-FPN cell: intermediate blocks then one output block per level."""
+class MergeCellSpec(pg.Object):
+  """A NAS-FPN-style cell: intermediate blocks, then one output block per
+  level; offsets index the input levels first, then the blocks in build
+  order. Subclasses name the levels in summaries (`LEVEL_PREFIX`)."""
+
+  LEVEL_PREFIX = 'P'
 
   intermediate_blocks: list[NasFpnBlockSpec]
   output_blocks: list[NasFpnBlockSpec]
   output_block_levels: list[int]
 
   def block_sequence(self) -> List[Tuple[int, NasFpnBlockSpec]]:
-    """(level, block) in build order; offset `len(NASFPN_LEVELS) + k` is k-th."""
+    """(level, block) in build order; offset `<input levels> + k` is k-th."""
     return ([(b.level, b) for b in self.intermediate_blocks] +
             list(zip(self.output_block_levels, self.output_blocks)))
 
   def summary(self) -> str:
     """Per block e.g. `P4+1,3`: level, `+` sum or `@` attention, inputs."""
     return ' '.join(
-        f'P{level}{"+" if b.combine_fn == "sum" else "@"}'
+        f'{self.LEVEL_PREFIX}{level}{"+" if b.combine_fn == "sum" else "@"}'
         f'{b.input_offsets[0]},{b.input_offsets[1]}'
         for level, b in self.block_sequence())
+
+
+class NasFpnSpec(MergeCellSpec):
+  """A NAS-FPN cell over the backbone's levels NASFPN_MIN_LEVEL..MAX_LEVEL."""
 
 
 @register_search_space('nasfpn', kind='decoder')
@@ -966,26 +974,11 @@ def tunable_unet_encoder_search_space() -> TunableUNetEncoderSpec:
       activation=pg.oneof(['relu', 'swish']))
 
 
-class UNetNasFpnSpec(pg.Object):
-  """A NAS-FPN cell over the 3D UNet encoder's levels 1-4: intermediate
-  blocks, then one output block per level; offsets index the encoder's
-  levels first, then the blocks in build order."""
+class UNetNasFpnSpec(MergeCellSpec):
+  """A NAS-FPN cell over the 3D UNet encoder's levels 1-4 (`L1`..`L4` in
+  summaries)."""
 
-  intermediate_blocks: list[NasFpnBlockSpec]
-  output_blocks: list[NasFpnBlockSpec]
-  output_block_levels: list[int]
-
-  def block_sequence(self) -> List[Tuple[int, NasFpnBlockSpec]]:
-    """(level, block) in build order; offset `len(UNET_LEVELS) + k` is k-th."""
-    return ([(b.level, b) for b in self.intermediate_blocks] +
-            list(zip(self.output_block_levels, self.output_blocks)))
-
-  def summary(self) -> str:
-    """Per block e.g. `L2+0,2`: level, `+` sum or `@` attention, inputs."""
-    return ' '.join(
-        f'L{level}{"+" if b.combine_fn == "sum" else "@"}'
-        f'{b.input_offsets[0]},{b.input_offsets[1]}'
-        for level, b in self.block_sequence())
+  LEVEL_PREFIX = 'L'
 
 
 @register_search_space('tunable_unet_nasfpn', kind='decoder')

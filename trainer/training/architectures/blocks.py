@@ -82,7 +82,8 @@ def constructor_arguments(arguments: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class LevelBackbone(tf_keras.Model):
-  """A functional backbone returning {level: features}, rebuilt from config.
+  """A functional backbone or decoder returning {level: features}, rebuilt
+  from config.
 
   Subclasses take `config = constructor_arguments(locals())` as the first
   statement of `__init__`, build their graph, then call

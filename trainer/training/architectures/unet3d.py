@@ -216,7 +216,7 @@ def nasfpn_cell(feats: List[Any], spec: search_spaces.UNetNasFpnSpec,
 
 
 @tf_keras.utils.register_keras_serializable(package='nas_garden')
-class UNetNasFpn3D(tf_keras.Model):
+class UNetNasFpn3D(blocks.LevelBackbone):
   """The searched 3D decoder: the encoder's levels 1-4 projected to
   `num_filters`, then `num_repeats` NAS-FPN cells; {level: features}."""
 
@@ -244,21 +244,9 @@ class UNetNasFpn3D(tf_keras.Model):
       outputs = nasfpn_cell(feats, spec, num_filters, activation, norm,
                             kernel_regularizer)
       feats = [outputs[level] for level in search_spaces.UNET_LEVELS]
-    endpoints = {str(level): outputs[level] for level in sorted(outputs)}
-    self._config_dict = config
-    self._output_specs = {l: endpoints[l].get_shape() for l in endpoints}
-    super().__init__(inputs=inputs, outputs=endpoints, **kwargs)
-
-  def get_config(self) -> Dict[str, Any]:
-    return dict(self._config_dict)
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    return cls(**config)
-
-  @property
-  def output_specs(self):
-    return self._output_specs
+    self._finish(config, inputs,
+                 {str(level): outputs[level] for level in sorted(outputs)},
+                 **kwargs)
 
 
 @decoder_factory.register_decoder_builder('tunable_unet_nasfpn')
