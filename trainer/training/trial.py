@@ -499,26 +499,19 @@ def _create_slots(optimizer: Any, variables: List[tf.Variable]) -> None:
     optimizer.build(variables)
 
 
-def _image_shape(model_config: Any) -> List[int]:
-  """One input image or volume's shape: a 3D model's input size has no
-  channels (`num_channels` adds them)."""
-  shape = list(model_config.input_size)
-  if 'num_channels' in model_config.as_dict():
-    shape.append(model_config.num_channels)
-  return shape
-
-
 def _count_flops(model: tf_keras.Model,
                  model_config: Any) -> Optional[int]:
   """FLOPs of one image or volume; subclassed models (RetinaNet,
-  segmentation) get an explicit input spec for the first argument of
-  `call`."""
+  segmentation) get an explicit input spec for the first argument of `call`
+  (a 3D model's input size has no channels: `num_channels` adds them)."""
   if model.inputs:
     return train_utils.try_count_flops(model)
+  shape = list(model_config.input_size)
+  if 'num_channels' in model_config.as_dict():
+    shape.append(model_config.num_channels)
   first_arg = next(iter(inspect.signature(model.call).parameters))
   return train_utils.try_count_flops(
-      model, {first_arg: tf.TensorSpec([1, *_image_shape(model_config)],
-                                       tf.float32)})
+      model, {first_arg: tf.TensorSpec([1, *shape], tf.float32)})
 
 
 def _final_metrics(experiment: str, eval_record: Dict[str, float]) -> dict:
