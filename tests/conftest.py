@@ -8,12 +8,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import pytest
 
 import trainer  # pylint: disable=unused-import  (sets TF_USE_LEGACY_KERAS before a test imports TensorFlow)
 from trainer.controller import search
+from trainer.controller import warm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'vertex_nas_params')
@@ -38,17 +41,65 @@ def mnasnet_sample(index=0):
   return fixture_sample('mnasnet', index)
 
 
+# TensorFlow's C++ log level of the CLI processes forked by _CLI_SERVER: it
+# takes the level of the process it is forked from.
+FORKED_TF_LOG_LEVEL = '3'
+_CLI_SERVER = None  # This pytest process's fork server (warm.ForkServer).
+# Held while a thread talks to _CLI_SERVER, whose replies share one pipe:
+# some tests run the CLI from several threads.
+_CLI_LOCK = threading.Lock()
+
+
 def cli(*args, timeout=600, check=False, prefix=(), tf_log_level='3'):
   """Runs `python -m trainer.task` with flags (after a `prefix` command) and
   TensorFlow's C++ logs from `tf_log_level` up; returns the
-  CompletedProcess."""
+  CompletedProcess.
+
+  Without a prefix, at the default log level, the CLI process is forked by
+  a fork server that has imported the trainer, as the local executor runs
+  each trial (trainer/controller/warm.py): the same `trainer.task` main in
+  a process of its own, without 5 s of imports. Start-up, logging,
+  packaging and kill tests start fresh interpreters (kill_cli_when,
+  test_quiet_cli.py, test_package.py, test_faults.py).
+  """
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL=tf_log_level)
-  result = subprocess.run([*prefix, sys.executable, '-m', 'trainer.task', *args],
-                          cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+  if prefix or tf_log_level != FORKED_TF_LOG_LEVEL:
+    result = subprocess.run(
+        [*prefix, sys.executable, '-m', 'trainer.task', *args], cwd=REPO,
+        env=env, capture_output=True, text=True, timeout=timeout)
+  else:
+    result = _forked_cli(args, env, timeout)
   if check and result.returncode != 0:
     raise AssertionError(f'CLI failed ({result.returncode}):\n{result.stderr[-3000:]}')
   return result
+
+
+def _forked_cli(args, env, timeout):
+  """cli() in a process forked by this pytest process's fork server."""
+  global _CLI_SERVER  # pylint: disable=global-statement
+  command = [*warm.TASK_MODULE, *args]
+  with tempfile.TemporaryDirectory() as out:
+    stdout, stderr = os.path.join(out, 'stdout'), os.path.join(out, 'stderr')
+    with _CLI_LOCK:
+      if _CLI_SERVER is None or not _CLI_SERVER.alive:
+        _CLI_SERVER = warm.ForkServer.spawn(env)
+      process = _CLI_SERVER.start(command, stdout, env, err_path=stderr,
+                                  cwd=REPO)
+    deadline = time.monotonic() + timeout
+    while True:
+      with _CLI_LOCK:
+        if process.poll() is not None:
+          break
+      if time.monotonic() > deadline:
+        process.kill()
+        with _CLI_LOCK:
+          process.wait()
+        raise subprocess.TimeoutExpired([sys.executable, *command], timeout)
+      time.sleep(0.05)
+    with open(stdout) as out_file, open(stderr) as err_file:
+      return subprocess.CompletedProcess(
+          [sys.executable, *command], process.returncode, out_file.read(),
+          err_file.read())
 
 
 def kill_cli_when(flags, log_path, marker, tmp_path):

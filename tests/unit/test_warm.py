@@ -51,6 +51,18 @@ def test_flag_and_user_errors_exit_1_with_their_line_in_the_log(
           in log.read_text())
 
 
+def test_stderr_and_working_dir_can_be_given(server, tmp_path):
+  # As tests/conftest.py's cli() reads a CLI's stdout and stderr apart.
+  out, err = tmp_path / 'out', tmp_path / 'err'
+  process = server.start(
+      [*warm.TASK_MODULE, '--mode=list', '--job_dir=nojob'], str(out),
+      dict(os.environ), err_path=str(err), cwd=str(tmp_path))
+  assert process.wait() == 1
+  assert (f'nas-garden: error: no nas-garden job in {tmp_path}/nojob'
+          in err.read_text())
+  assert 'nas-garden: error' not in out.read_text()
+
+
 def test_a_dead_server_is_told(tmp_path):  # And its trials: test_faults.py.
   server = warm.ForkServer.spawn(dict(os.environ, PYTHONPATH=REPO))
   server.close()

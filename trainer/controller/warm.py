@@ -125,14 +125,17 @@ class ForkServer:
     return not self._dead
 
   def start(self, python_args: List[str], log_path: str,
-            env: Dict[str, str]) -> WarmProcess:
-    """Forks a trial running `python <python_args>` with `env`, its stdout
-    and stderr appended to `log_path`; raises WorkerDied if the server is
+            env: Dict[str, str], err_path: Optional[str] = None,
+            cwd: Optional[str] = None) -> WarmProcess:
+    """Forks a trial running `python <python_args>` with `env` in `cwd`
+    (default: this process's), its stdout and stderr appended to `log_path`
+    (stderr to `err_path` if given); raises WorkerDied if the server is
     gone."""
     if not runs(python_args):
       raise ValueError(f'a fork server runs {" ".join(TASK_MODULE)} only')
     request = {'flags': python_args[len(TASK_MODULE):], 'log': log_path,
-               'env': env, 'cwd': os.getcwd()}
+               'err': err_path or log_path, 'env': env,
+               'cwd': cwd or os.getcwd()}
     try:
       os.write(self._requests, json.dumps(request).encode() + b'\n')
     except BrokenPipeError:
@@ -335,12 +338,12 @@ def _run_trial(request: dict) -> int:
   for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
     signal.signal(signum, signal.SIG_DFL)
   signal.signal(signal.SIGINT, signal.default_int_handler)
-  log = os.open(request['log'], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+  for fd, path in ((1, request['log']), (2, request['err'])):
+    opened = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.dup2(opened, fd)
+    os.close(opened)
   null = os.open(os.devnull, os.O_RDONLY)
   os.dup2(null, 0)
-  os.dup2(log, 1)
-  os.dup2(log, 2)
-  os.close(log)
   os.close(null)
   sys.stdout = io.TextIOWrapper(io.FileIO(1, 'w', closefd=False),
                                 write_through=True)
