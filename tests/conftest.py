@@ -45,8 +45,8 @@ def mnasnet_sample(index=0):
 # takes the level of the process it is forked from.
 FORKED_TF_LOG_LEVEL = '3'
 _CLI_SERVER = None  # This pytest process's fork server (warm.ForkServer).
-# Held while a thread talks to _CLI_SERVER, whose replies share one pipe:
-# some tests run the CLI from several threads.
+# Held while a thread spawns _CLI_SERVER: some tests run the CLI from
+# several threads.
 _CLI_LOCK = threading.Lock()
 
 
@@ -77,29 +77,22 @@ def cli(*args, timeout=600, check=False, prefix=(), tf_log_level='3'):
 def _forked_cli(args, env, timeout):
   """cli() in a process forked by this pytest process's fork server."""
   global _CLI_SERVER  # pylint: disable=global-statement
-  command = [*warm.TASK_MODULE, *args]
   with tempfile.TemporaryDirectory() as out:
     stdout, stderr = os.path.join(out, 'stdout'), os.path.join(out, 'stderr')
     with _CLI_LOCK:
       if _CLI_SERVER is None or not _CLI_SERVER.alive:
         _CLI_SERVER = warm.ForkServer.spawn(env)
-      process = _CLI_SERVER.start(command, stdout, env, err_path=stderr,
-                                  cwd=REPO)
-    deadline = time.monotonic() + timeout
-    while True:
-      with _CLI_LOCK:
-        if process.poll() is not None:
-          break
-      if time.monotonic() > deadline:
-        process.kill()
-        with _CLI_LOCK:
-          process.wait()
-        raise subprocess.TimeoutExpired([sys.executable, *command], timeout)
-      time.sleep(0.05)
+    process = _CLI_SERVER.start([*warm.TASK_MODULE, *args], stdout, env,
+                                err_path=stderr, cwd=REPO)
+    try:
+      process.wait(timeout)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      process.wait()
+      raise
     with open(stdout) as out_file, open(stderr) as err_file:
-      return subprocess.CompletedProcess(
-          [sys.executable, *command], process.returncode, out_file.read(),
-          err_file.read())
+      return subprocess.CompletedProcess(process.args, process.returncode,
+                                         out_file.read(), err_file.read())
 
 
 def kill_cli_when(flags, log_path, marker, tmp_path):

@@ -3,6 +3,8 @@ fresh interpreter would, in the environment, dir and log it was given."""
 
 import json
 import os
+import signal
+import subprocess
 
 import pytest
 
@@ -61,6 +63,17 @@ def test_stderr_and_working_dir_can_be_given(server, tmp_path):
   assert (f'nas-garden: error: no nas-garden job in {tmp_path}/nojob'
           in err.read_text())
   assert 'nas-garden: error' not in out.read_text()
+
+
+def test_wait_times_out_as_popens_does(server, tmp_path):
+  process = server.start([*warm.TASK_MODULE, '--mode=list'],
+                         str(tmp_path / 'log'), dict(os.environ))
+  os.kill(process.pid, signal.SIGSTOP)  # It cannot end before it is killed.
+  with pytest.raises(subprocess.TimeoutExpired):
+    process.wait(timeout=0.3)
+  process.kill()
+  assert process.wait(timeout=10) == -signal.SIGKILL
+  assert process.args[1:] == [*warm.TASK_MODULE, '--mode=list']
 
 
 def test_a_dead_server_is_told(tmp_path):  # And its trials: test_faults.py.

@@ -32,6 +32,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from typing import Dict, List, Optional
@@ -51,12 +52,12 @@ def runs(python_args: List[str]) -> bool:
 
 
 class WarmProcess:
-  """A trial forked by a server, as the executors use a Popen: `pid`,
-  `poll()`, `wait()` and `kill()`; `poll` raises WorkerDied if the server
-  died before the trial's end was reported."""
+  """A trial forked by a server, as the executors use a Popen: `args`,
+  `pid`, `poll()`, `wait()` and `kill()`; `poll` raises WorkerDied if the
+  server died before the trial's end was reported."""
 
-  def __init__(self, server: 'ForkServer', pid: int):
-    self.server, self.pid = server, pid
+  def __init__(self, server: 'ForkServer', pid: int, args: List[str]):
+    self.server, self.pid, self.args = server, pid, args
     self.returncode: Optional[int] = None
 
   def poll(self) -> Optional[int]:
@@ -64,8 +65,12 @@ class WarmProcess:
       self.returncode = self.server.returncode(self.pid)
     return self.returncode
 
-  def wait(self) -> int:
+  def wait(self, timeout: Optional[float] = None) -> int:
+    """As Popen.wait: raises subprocess.TimeoutExpired after `timeout` s."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while self.poll() is None:
+      if deadline is not None and time.monotonic() > deadline:
+        raise subprocess.TimeoutExpired(self.args, timeout)
       time.sleep(_REAP_S)
     return self.returncode
 
@@ -78,7 +83,8 @@ class WarmProcess:
 
 class ForkServer:
   """The controller's end of a fork server: requests go down one pipe,
-  "started"/"ended" replies come up the other."""
+  "started"/"ended" replies come up the other. Threads may share it (its
+  pipe is read under a lock)."""
 
   def __init__(self, pid: int, requests: int, replies: int,
                process: Optional[subprocess.Popen] = None):
@@ -87,6 +93,7 @@ class ForkServer:
     self._unread = b''
     self._ended: Dict[int, int] = {}
     self._dead = False
+    self._lock = threading.RLock()
 
   @classmethod
   def spawn(cls, env: Dict[str, str]) -> 'ForkServer':
@@ -136,19 +143,22 @@ class ForkServer:
     request = {'flags': python_args[len(TASK_MODULE):], 'log': log_path,
                'err': err_path or log_path, 'env': env,
                'cwd': cwd or os.getcwd()}
-    try:
-      os.write(self._requests, json.dumps(request).encode() + b'\n')
-    except BrokenPipeError:
-      self._dead = True
-      raise WorkerDied('the fork server has died') from None
-    while True:
-      for reply in self._read(block=True):
-        if 'started' in reply:
-          return WarmProcess(self, reply['started'])
-        if 'error' in reply:
-          raise OSError(f'the fork server could not fork: {reply["error"]}')
-      if self._dead:
-        raise WorkerDied('the fork server died starting a trial')
+    with self._lock:
+      try:
+        os.write(self._requests, json.dumps(request).encode() + b'\n')
+      except BrokenPipeError:
+        self._dead = True
+        raise WorkerDied('the fork server has died') from None
+      while True:
+        for reply in self._read(block=True):
+          if 'started' in reply:
+            return WarmProcess(self, reply['started'],
+                               [sys.executable, *python_args])
+          if 'error' in reply:
+            raise OSError(
+                f'the fork server could not fork: {reply["error"]}')
+        if self._dead:
+          raise WorkerDied('the fork server died starting a trial')
 
   def returncode(self, pid: int) -> Optional[int]:
     """The trial's exit status (as Popen.returncode) once it has ended."""
@@ -161,26 +171,27 @@ class ForkServer:
 
   def _read(self, block: bool) -> List[dict]:
     """Replies that have come; records ended trials and a dead server."""
-    replies = []
-    while not self._dead:
-      ready, _, _ = select.select([self._replies], [], [],
-                                  None if block else 0)
-      if not ready:
-        break
-      chunk = os.read(self._replies, 1 << 16)
-      if not chunk:
-        self._dead = True
-        if self._process is None:  # Forked from here: reap it.
-          os.waitpid(self.pid, 0)
-        break
-      self._unread += chunk
-      *lines, self._unread = self._unread.split(b'\n')
-      replies.extend(json.loads(line) for line in lines)
-      block = False
-    for reply in replies:
-      if 'ended' in reply:
-        self._ended[reply['ended']] = reply['returncode']
-    return replies
+    with self._lock:
+      replies = []
+      while not self._dead:
+        ready, _, _ = select.select([self._replies], [], [],
+                                    None if block else 0)
+        if not ready:
+          break
+        chunk = os.read(self._replies, 1 << 16)
+        if not chunk:
+          self._dead = True
+          if self._process is None:  # Forked from here: reap it.
+            os.waitpid(self.pid, 0)
+          break
+        self._unread += chunk
+        *lines, self._unread = self._unread.split(b'\n')
+        replies.extend(json.loads(line) for line in lines)
+        block = False
+      for reply in replies:
+        if 'ended' in reply:
+          self._ended[reply['ended']] = reply['returncode']
+      return replies
 
   def close(self) -> None:
     """Ends the server; trials still running die with it."""
