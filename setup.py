@@ -25,6 +25,8 @@ setuptools.setup(
         'pycocotools',
         'matplotlib',
         'scikit-learn',
+        # --mode=make_data: NIfTI image/label pairs to 3D segmentation data.
+        'nibabel',
     ],
     extras_require={
         # tests/e2e/test_package.py builds the sdist and wheel with `build`.

@@ -244,6 +244,11 @@ flags.DEFINE_integer('preview_variants', 4,
 # --- make_data
 flags.DEFINE_string('coco_annotation_file', '', '--mode=make_data: COCO JSON.')
 flags.DEFINE_string('coco_image_dir', '', '--mode=make_data: its images.')
+flags.DEFINE_string('nifti_image_dir', '',
+                    '--mode=make_data: NIfTI images (.nii/.nii.gz, 3D or 4D '
+                    'with channels last) for 3D segmentation.')
+flags.DEFINE_string('nifti_label_dir', '',
+                    '--mode=make_data: their labels, same file names.')
 flags.DEFINE_string('output_prefix', '', '--mode=make_data: TFRecord prefix.')
 flags.DEFINE_integer('num_shards', 1, '--mode=make_data: TFRecord shards.')
 

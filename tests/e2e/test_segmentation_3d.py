@@ -103,3 +103,41 @@ def test_own_volumes_whose_sizes_the_model_does_not_share_are_refused(
                f'--train_data={data.train_glob}', f'--eval_data={data.eval_glob}',
                f'--params_override={TINY_3D},{both}')
   assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_nifti_cases_convert_through_the_cli_and_train(tmp_path):
+  """--mode=make_data on NIfTI folders; its `use:` line trains a trial."""
+  from tests.unit import test_nifti  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
+  test_nifti.write_cases(tmp_path / 'nifti', 3)
+  prefix = tmp_path / 'out' / 'vol'
+  result = cli('--mode=make_data', f'--nifti_image_dir={tmp_path}/nifti/images',
+               f'--nifti_label_dir={tmp_path}/nifti/labels',
+               f'--output_prefix={prefix}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  use = result.stdout.strip().splitlines()[-1]
+  assert use.startswith('use: --train_data=')
+  override = use.split('--params_override=')[1]
+  assert 'task.train_data.input_size=[16,16,16]' in override
+  result = cli('--mode=trial', f'--job_dir={tmp_path / "job"}',
+               '--search_space=static_unet',
+               '--nas_params_str={"dummy_param": "0/1 (1)"}',
+               f'--train_data={prefix}-*', f'--eval_data={prefix}-*',
+               f'--params_override={TINY_3D},{override}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'val_generalized_dice/class_3' in (
+      tmp_path / 'job' / 'trials' / '1' / 'metrics.json').read_text()
+
+  (tmp_path / 'nifti' / 'labels' / 'case02.nii.gz').unlink()
+  result = cli('--mode=make_data', f'--nifti_image_dir={tmp_path}/nifti/images',
+               f'--nifti_label_dir={tmp_path}/nifti/labels',
+               f'--output_prefix={tmp_path}/again')
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f'nas-garden: error: {tmp_path}/nifti/images/case02.nii.gz has no label '
+      f'file {tmp_path}/nifti/labels/case02.nii.gz']
+  result = cli('--mode=make_data', f'--nifti_image_dir={tmp_path}/nifti/images',
+               '--coco_annotation_file=a.json', f'--output_prefix={tmp_path}/x')
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      'nas-garden: error: --mode=make_data converts one dataset: give the '
+      '--coco_* or the --nifti_* flags, not both']

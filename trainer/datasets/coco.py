@@ -434,9 +434,6 @@ def coco_to_tfrecords(annotation_file: str, image_dir: str, output_prefix: str,
       annotated.append(record._replace(masks=None))  # JSON keeps the RLEs.
       yield example
 
-  out_dir = os.path.dirname(output_prefix)
-  if out_dir:
-    fileio.makedirs(out_dir)
   paths = data.write_tfrecords(examples(), output_prefix, num_shards)
   _atomic_json({'num_classes': len(names) + 1,
                 'categories': [{'id': cat_map[c], 'coco_id': c, 'name': n}

@@ -51,7 +51,10 @@ def classification_example(encoded_image: bytes, label: int) -> tf.train.Example
 
 def write_tfrecords(examples: Iterable[tf.train.Example], path_prefix: str,
                     num_shards: int = 1) -> List[str]:
-  """Writes examples round-robin into `<prefix>-0000i-of-0000n` shards."""
+  """Writes examples round-robin into `<prefix>-0000i-of-0000n` shards
+  (the prefix's folder made if missing)."""
+  if os.path.dirname(path_prefix):
+    fileio.makedirs(os.path.dirname(path_prefix))
   paths = [f'{path_prefix}-{i:05d}-of-{num_shards:05d}' for i in range(num_shards)]
   writers = [tf.io.TFRecordWriter(p + '.tmp') for p in paths]
   try:

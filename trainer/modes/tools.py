@@ -90,11 +90,30 @@ def run_list(args) -> None:
 
 
 def run_make_data(args) -> None:
-  """COCO JSON + images -> TFRecords the detection/segmentation tasks read."""
-  from trainer.datasets import coco  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  for flag in ('coco_annotation_file', 'coco_image_dir', 'output_prefix'):
+  """Converts a dataset into the TFRecords a task reads: COCO JSON + images
+  (detection, segmentation) or NIfTI image/label folders (3D
+  segmentation), picked by the input flags given."""
+  nifti = ('nifti_image_dir', 'nifti_label_dir')
+  coco = ('coco_annotation_file', 'coco_image_dir')
+  if any(getattr(args, f) for f in nifti):
+    if any(getattr(args, f) for f in coco):
+      raise UsageError('--mode=make_data converts one dataset: give the '
+                       '--coco_* or the --nifti_* flags, not both')
+    _require(args, nifti + ('output_prefix',))
+    _make_volume_data(args)
+  else:
+    _require(args, coco + ('output_prefix',))
+    _make_coco_data(args)
+
+
+def _require(args, names) -> None:
+  for flag in names:
     if not getattr(args, flag):
       raise UsageError(f'--{flag} is required with --mode=make_data')
+
+
+def _make_coco_data(args) -> None:
+  from trainer.datasets import coco  # pylint: disable=g-import-not-at-top  (TensorFlow)
   paths, num_images, num_classes = coco.coco_to_tfrecords(
       args.coco_annotation_file, args.coco_image_dir, args.output_prefix,
       args.num_shards)
@@ -103,3 +122,24 @@ def run_make_data(args) -> None:
   print(f'use: --train_data=\'{args.output_prefix}-*\' --params_override='
         f'task.model.num_classes={num_classes},task.annotation_file='
         f'{coco.annotation_path(args.output_prefix)}')
+
+
+def _make_volume_data(args) -> None:
+  from trainer.datasets import nifti  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  converted = nifti.nifti_to_tfrecords(
+      args.nifti_image_dir, args.nifti_label_dir, args.output_prefix,
+      args.num_shards)
+  print(f'wrote {converted.num_cases} volumes of {converted.volume_shape} x '
+        f'{converted.num_channels} channels, {converted.num_classes} classes, '
+        f'to {len(converted.paths)} shards: {args.output_prefix}-*')
+  # Model Garden's 3D reader takes the sizes from the data configs, which
+  # must equal the model's (trial._check_volume_sizes).
+  sizes = {'input_size': list(converted.volume_shape),
+           'num_classes': converted.num_classes,
+           'num_channels': converted.num_channels}
+  override = ','.join(
+      f'task.{part}.{key}={value}'.replace(' ', '')
+      for part in ('model', 'train_data', 'validation_data')
+      for key, value in sizes.items())
+  print(f'use: --train_data=\'{args.output_prefix}-*\' '
+        f'--params_override={override}')
