@@ -249,6 +249,9 @@ flags.DEFINE_string('nifti_image_dir', '',
                     'with channels last) for 3D segmentation.')
 flags.DEFINE_string('nifti_label_dir', '',
                     '--mode=make_data: their labels, same file names.')
+flags.DEFINE_string('kitti_dir', '',
+                    '--mode=make_data: a KITTI 3D object folder (velodyne/, '
+                    'label_2/, calib/) for lidar detection.')
 flags.DEFINE_string('output_prefix', '', '--mode=make_data: TFRecord prefix.')
 flags.DEFINE_integer('num_shards', 1, '--mode=make_data: TFRecord shards.')
 

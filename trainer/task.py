@@ -15,8 +15,8 @@ Modes:
                    would; takes the Vertex AI NAS trainer's flags too
                    (trainer/platform_flags.py)
   list             print the leaderboard of a --stage of --job_dir
-  make_data        convert a COCO JSON + image folder, or NIfTI image and
-                   label folders, into Model Garden TFRecords
+  make_data        convert a COCO JSON + image folder, NIfTI image and
+                   label folders, or a KITTI folder into TFRecords
   proxy_model_selection  shrink a sampled pool to a reference set spread over
                    accuracy and cost, training in rounds of growing budgets
   proxy_variance   train one model several times: variance and smoothness of

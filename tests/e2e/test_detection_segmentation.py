@@ -149,3 +149,36 @@ def test_make_data_converts_coco_through_the_cli(tmp_path):
                 f'--coco_image_dir={image_dir}', f'--output_prefix={prefix}')
   assert missing.returncode != 0
   assert missing.stderr.strip().splitlines()[-1].startswith('nas-garden: error: ')
+
+
+def test_make_data_converts_kitti_through_the_cli(tmp_path):
+  """KITTI velodyne + label_2 + calib -> lidar scene TFRecords (the
+  generated scenes written as KITTI files); a bad frame: one line, exit 1,
+  naming the file."""
+  import numpy as np  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
+  from tests.unit import test_lidar  # pylint: disable=g-import-not-at-top
+  from trainer.datasets import lidar  # pylint: disable=g-import-not-at-top
+  scenes = [test_lidar._scene(i) for i in range(2)]  # pylint: disable=protected-access
+  test_lidar.write_kitti(tmp_path / 'kitti', scenes)
+  prefix = tmp_path / 'out' / 'lidar'
+  result = cli('--mode=make_data', f'--kitti_dir={tmp_path / "kitti"}',
+               f'--output_prefix={prefix}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  cars = sum(int((s.classes == 1).sum()) for s in scenes)
+  assert f'wrote 2 frames ({cars} car, ' in result.stdout
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  [record, _] = [lidar.decode(r) for r in tf.data.TFRecordDataset(
+      f'{prefix}-00000-of-00001')]
+  np.testing.assert_array_equal(record['points'].numpy(), scenes[0].points)
+
+  (tmp_path / 'kitti' / 'velodyne' / '000001.bin').write_bytes(b'\0' * 20)
+  result = cli('--mode=make_data', f'--kitti_dir={tmp_path / "kitti"}',
+               f'--output_prefix={tmp_path}/again')
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f'nas-garden: error: {tmp_path}/kitti/velodyne/000001.bin: 20 bytes is '
+      'not a whole number of points (4 float32 each: x, y, z, reflectance)']
+  result = cli('--mode=make_data', f'--output_prefix={tmp_path}/again')
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      'nas-garden: error: --mode=make_data needs a dataset: ')

@@ -91,25 +91,28 @@ def run_list(args) -> None:
 
 def run_make_data(args) -> None:
   """Converts a dataset into the TFRecords a task reads: COCO JSON + images
-  (detection, segmentation) or NIfTI image/label folders (3D
-  segmentation), picked by the input flags given."""
-  nifti = ('nifti_image_dir', 'nifti_label_dir')
-  coco = ('coco_annotation_file', 'coco_image_dir')
-  if any(getattr(args, f) for f in nifti):
-    if any(getattr(args, f) for f in coco):
-      raise UsageError('--mode=make_data converts one dataset: give the '
-                       '--coco_* or the --nifti_* flags, not both')
-    _require(args, nifti + ('output_prefix',))
-    _make_volume_data(args)
-  else:
-    _require(args, coco + ('output_prefix',))
-    _make_coco_data(args)
-
-
-def _require(args, names) -> None:
-  for flag in names:
+  (detection, segmentation), NIfTI image/label folders (3D segmentation)
+  or a KITTI folder (lidar), picked by the input flags given."""
+  sources = {
+      'coco': (('coco_annotation_file', 'coco_image_dir'), _make_coco_data),
+      'nifti': (('nifti_image_dir', 'nifti_label_dir'), _make_volume_data),
+      'kitti': (('kitti_dir',), _make_lidar_data),
+  }
+  given = [name for name, (names, _) in sources.items()
+           if any(getattr(args, f) for f in names)]
+  if len(given) > 1:
+    raise UsageError('--mode=make_data converts one dataset: give the '
+                     + ' or the '.join(f'--{name}_*' for name in given)
+                     + ' flags, not both')
+  if not given:
+    raise UsageError('--mode=make_data needs a dataset: --coco_annotation_file'
+                     ' and --coco_image_dir, --nifti_image_dir and '
+                     '--nifti_label_dir, or --kitti_dir')
+  names, convert = sources[given[0]]
+  for flag in names + ('output_prefix',):
     if not getattr(args, flag):
       raise UsageError(f'--{flag} is required with --mode=make_data')
+  convert(args)
 
 
 def _make_coco_data(args) -> None:
@@ -143,3 +146,13 @@ def _make_volume_data(args) -> None:
       for key, value in sizes.items())
   print(f'use: --train_data=\'{args.output_prefix}-*\' '
         f'--params_override={override}')
+
+
+def _make_lidar_data(args) -> None:
+  from trainer.datasets import kitti  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  converted = kitti.kitti_to_tfrecords(args.kitti_dir, args.output_prefix,
+                                       args.num_shards)
+  objects = ', '.join(f'{n} {name}' for name, n in
+                      converted.num_objects.items())
+  print(f'wrote {converted.num_frames} frames ({objects}) to '
+        f'{len(converted.paths)} shards: {args.output_prefix}-*')
