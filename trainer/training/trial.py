@@ -428,14 +428,25 @@ def run(prepared: PreparedTrial, trial_dir: str,
     flops = _count_flops(trainer.model, params.task.model)
     _create_slots(trainer.optimizer, trainer.model.trainable_variables)
   setup_done = time.time()
+  # Model Garden's runner sets up the Orbit controller (checkpoints,
+  # summaries, actions); its run() would count the FLOPs again afterwards,
+  # so the controller is driven here.
+  mode = 'train' if prepared.evaluation == 'none' else 'train_and_eval'
+  runner = train_lib.OrbitExperimentRunner(
+      distribution_strategy=strategy, task=task, trainer=trainer, mode=mode,
+      params=params, model_dir=trial_dir,
+      train_actions=[train_loops], eval_actions=[evals],
+      eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
+          params=params, model_dir=trial_dir))
   try:
-    model, _ = train_lib.run_experiment(
-        distribution_strategy=strategy, task=task, trainer=trainer,
-        mode='train' if prepared.evaluation == 'none' else 'train_and_eval',
-        params=params, model_dir=trial_dir,
-        train_actions=[train_loops], eval_actions=[evals],
-        eval_summary_manager=summary_manager.maybe_build_eval_summary_manager(
-            params=params, model_dir=trial_dir))
+    with strategy.scope():
+      if mode == 'train':
+        runner.controller.train(steps=params.trainer.train_steps)
+      else:
+        runner.controller.train_and_evaluate(
+            train_steps=params.trainer.train_steps,
+            eval_steps=params.trainer.validation_steps,
+            eval_interval=params.trainer.validation_interval)
   except tf.errors.DataLossError as e:
     corrupt = data.find_corrupt_record([params.task.train_data.input_path,
                                         params.task.validation_data.input_path])
@@ -451,7 +462,7 @@ def run(prepared: PreparedTrial, trial_dir: str,
   metrics.update(extra_metrics or {}, evaluated_step=reported['step'])
   metrics.update({
       objective.FLOPS: flops / 2 / 1e9 if flops else None,
-      'params': int(model.count_params()),
+      'params': int(trainer.model.count_params()),
       'train_steps': int(params.trainer.train_steps),
       'replicas': int(strategy.num_replicas_in_sync),
       'device': _device(params.runtime),
