@@ -9,7 +9,10 @@ import pyglove as pg
 import pytest
 import tensorflow as tf
 
+from official.vision.modeling.layers import nn_layers
 import search_spaces
+from tests.conftest import fixture_sample
+from trainer.datasets import lidar
 from trainer.datasets import pillars
 from trainer.training.architectures import pointpillars
 
@@ -103,3 +106,39 @@ def test_the_feature_net_ignores_padding_and_empty_pillars():
   assert not out[0, 3].any() and out[0, :3].any()
   with pytest.raises(ValueError, match='not a PointPillarsSpec'):
     pointpillars.PillarFeatureNet(pg.to_json_str(spec.featurizer_blocks[0]))
+
+
+# A coarse grid for the network tests: 0.64 m cells over KITTI's range.
+NETWORK_GRID = pillars.PillarGrid(point_range=lidar.POINT_RANGE,
+                                  pillar_size=(0.64, 0.64), max_pillars=2000,
+                                  max_points=16)
+
+
+@pytest.mark.parametrize('index', range(3))
+def test_each_fixture_sample_builds_and_maps_pillars_to_anchor_outputs(index):
+  """Real Vertex samples of `pointpillars`, at a quarter of their filters,
+  on a generated scene: every output per BEV cell and anchor, finite, and
+  the network's width follows the sample."""
+  space = search_spaces.get_search_space('pointpillars')
+  spec = search_spaces.materialize(space, search_spaces.dna_from_nas_params(
+      space, fixture_sample('pointpillars', index)))
+  net = pointpillars.build_network(
+      spec, NETWORK_GRID.rows, NETWORK_GRID.cols, NETWORK_GRID.max_pillars,
+      NETWORK_GRID.max_points, num_classes=3, anchors_per_cell=6,
+      filter_size_scale=0.25)
+  scene = lidar.render_scene(np.random.default_rng([0, 0, index]))
+  inputs = {k: v[None] for k, v in
+            pillars.pillarize(scene.points, NETWORK_GRID).items()}
+  outputs = net(inputs, training=False)
+  cells = (1, NETWORK_GRID.rows, NETWORK_GRID.cols, 6)
+  assert outputs['class_logits'].shape == (*cells, 3)
+  assert outputs['box_residuals'].shape == (*cells, 7)
+  assert outputs['direction_logits'].shape == (*cells, 2)
+  for value in outputs.values():
+    assert np.isfinite(value.numpy()).all()
+  [featurizer] = [layer for layer in net.layers
+                  if isinstance(layer, pointpillars.PillarFeatureNet)]
+  width = nn_layers.round_filters(spec.featurizer_blocks[0].output_filters,
+                                  0.25)
+  assert featurizer([inputs['features'], inputs['num_points']]).shape == (
+      1, NETWORK_GRID.max_pillars, width)
