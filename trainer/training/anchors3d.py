@@ -55,7 +55,7 @@ def make_anchors(grid: pillars.PillarGrid,
   return anchors, np.array(classes, np.int32)
 
 
-def _bev_rectangles(boxes: tf.Tensor) -> tf.Tensor:
+def bev_rectangles(boxes: tf.Tensor) -> tf.Tensor:
   """(N, 4) x_min, y_min, x_max, y_max of boxes turned to the nearer of
   yaw 0 and pi/2."""
   x, y, _, l, w, _, yaw = tf.unstack(boxes, axis=-1)
@@ -98,7 +98,7 @@ def assign(anchors: np.ndarray, anchor_classes: np.ndarray,
                      [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]]], axis=0)
   classes = tf.concat([tf.cast(classes, tf.int32), [0]], axis=0)
   iou = tf.where(tf.equal(flat_classes[:, None], classes[None, :]),
-                 _iou(_bev_rectangles(flat), _bev_rectangles(boxes)), -1.0)
+                 _iou(bev_rectangles(flat), bev_rectangles(boxes)), -1.0)
   best_iou = tf.reduce_max(iou, axis=1)
   best_box = tf.argmax(iou, axis=1, output_type=tf.int32)
   positive_at, negative_below = (
