@@ -39,6 +39,7 @@ PAIRS = (
     'nasfpn_segmentation',
     'nasnet_classification',
     'nasnet_detection',
+    'pointpillars_detection3d',
     'regnet_classification',
     'regnet_detection',
     'spinenet_detection',

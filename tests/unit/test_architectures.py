@@ -382,20 +382,14 @@ PREBUILT_BINDINGS = {
     'static_unet': ('nas_segmentation_3d', 'unet'),
     'tunable_unet_encoder': ('nas_segmentation_3d', 'unet'),
     'tunable_unet_nasfpn': ('nas_segmentation_3d', 'unet'),
+    'pointpillars': ('nas_pointpillars', 'pointpillars'),
 }
-
-
-# Not built yet (issue 17): the PointPillars detector.
-UNBOUND = ('pointpillars',)
 
 
 def test_every_prebuilt_architecture_space_is_bound_by_its_module():
   assert {name for name in search_spaces.list_search_spaces()
           if search_spaces.search_space_kind(name) != 'augmentation'} == set(
-              PREBUILT_BINDINGS) | set(UNBOUND)
-  for name in UNBOUND:
-    with pytest.raises(ValueError, match='no trainer for architectures'):
-      architectures.binding_for(_materialise(name, 0))
+              PREBUILT_BINDINGS)
   for name, expected in PREBUILT_BINDINGS.items():
     space = search_spaces.get_search_space(name)
     spec = (_materialise(name, 0) if name in search_spaces.vertex_search_spaces()

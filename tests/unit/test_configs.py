@@ -29,7 +29,7 @@ def test_shipped_config_loads(name):
 def test_every_space_and_task_has_the_five_configs():
   names = set(configs.shipped())
   pairs = {name.rsplit('_', 2)[0] for name in names}
-  assert len(pairs) == 15
+  assert len(pairs) == 16
   for pair in pairs:
     for suffix in ('search_cpu', 'search_gpu', 'search_tpu', 'train_cpu',
                    'train_gpu'):

@@ -37,6 +37,7 @@ from trainer.training import experiments
 from trainer.training import latency
 from trainer.datasets import scenes
 from trainer.datasets import shapes
+from trainer.datasets import lidar
 from trainer.datasets import volumes
 
 
@@ -55,6 +56,8 @@ TASK_FAMILIES = {
     # Model Garden's generalised Dice (class-weighted mean over the classes).
     'nas_segmentation_3d': TaskFamily('segmentation3d',
                                       'val_generalized_dice', 'dice'),
+    # Mean BEV AP over the classes (trainer/training/pointpillars_task.py).
+    'nas_pointpillars': TaskFamily('detection3d', 'AP', 'AP'),
 }
 
 
@@ -289,6 +292,10 @@ def _data_override(inputs: spec_lib.TrialSpec, data_dir: str,
     data.check_files(params.task.validation_data.input_path,
                      'task.validation_data.input_path')
     return {}
+  if task == 'detection3d':
+    scene_data = lidar.make_scenes(os.path.join(data_dir, 'lidar'))
+    return {'train_data': {'input_path': scene_data.train_glob},
+            'validation_data': {'input_path': scene_data.eval_glob}}
   size = params.task.model.input_size[0] if params.task.model.input_size else 32
   if task == 'segmentation3d':
     volume_data = volumes.make_volumes(

@@ -19,6 +19,7 @@ from trainer.training.architectures import nasfpn  # pylint: disable=unused-impo
 from trainer.training.architectures import regnet  # pylint: disable=unused-import
 from trainer.training.architectures import nasnet  # pylint: disable=unused-import
 from trainer.training.architectures import unet3d  # pylint: disable=unused-import
+from trainer.training.architectures import pointpillars  # pylint: disable=unused-import
 from trainer.training.architectures import registry
 from trainer.training.architectures.registry import ArchitectureBinding  # pylint: disable=unused-import
 

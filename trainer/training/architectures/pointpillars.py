@@ -11,9 +11,9 @@ datasets/pillars.py) to per-anchor outputs.
   at a higher level than the one before starts with a stride-2 block.
 - Decoder: one searched block group per level, each level then resized to
   level 1's grid and concatenated (the paper's upsample-and-concatenate).
-- Head: 1x1 convolutions giving, per BEV cell and anchor, class logits,
-  the 7 box residuals (trainer/training/boxes3d.py) and 2 heading-direction
-  logits.
+- Head: 1x1 convolutions giving, per BEV cell and anchor, class logits
+  (starting at a 1% prior), the 7 box residuals (trainer/training/
+  boxes3d.py) and 2 heading-direction logits.
 
 Block functions (every decision of the space changes the network): `conv`
 is a k x k convolution; `residual` two k x k convolutions, the first
@@ -24,6 +24,7 @@ inverted bottleneck. Each convolution is followed by batch norm and, but
 for a block's last, its activation.
 """
 
+import math
 from typing import Any, Dict
 
 import pyglove as pg
@@ -35,6 +36,16 @@ from official.vision.modeling.layers import nn_blocks
 from official.vision.modeling.layers import nn_layers
 import search_spaces
 from trainer.training.architectures import blocks
+from trainer.training.architectures import registry
+
+
+@registry.register(search_spaces.PointPillarsSpec,
+                   default_experiment='nas_pointpillars',
+                   config_space='pointpillars')
+def apply_pointpillars(params: Any, spec: search_spaces.PointPillarsSpec
+                       ) -> None:
+  """The whole detector is searched: the model config carries the spec."""
+  params.task.model.block_specs_json = pg.to_json_str(spec)
 
 
 def parse_spec(block_specs_json: str) -> search_spaces.PointPillarsSpec:
@@ -101,6 +112,11 @@ class PillarScatter(tf_keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), 'rows': self._rows, 'cols': self._cols}
+
+
+# Class logits start at a 1% probability (RetinaNet's prior), so the focal
+# loss of the many background anchors does not swamp the first steps.
+CLASS_PRIOR_BIAS = -math.log(99.0)
 
 
 def _conv_bn(x, filters: int, kernel_size: int, strides: int, norm: Dict[str, Any],
@@ -189,14 +205,17 @@ def build_network(spec: search_spaces.PointPillarsSpec, grid_rows: int,
     decoded.append(y)
   x = tf_keras.layers.Concatenate()(decoded)
 
-  def head(outputs: int, name: str):
-    y = tf_keras.layers.Conv2D(anchors_per_cell * outputs, 1)(x)
+  def head(outputs: int, name: str, bias: float = 0.0):
+    y = tf_keras.layers.Conv2D(
+        anchors_per_cell * outputs, 1,
+        bias_initializer=tf_keras.initializers.Constant(bias))(x)
     return tf_keras.layers.Reshape(
         [grid_rows, grid_cols, anchors_per_cell, outputs], name=name)(y)
 
   return tf_keras.Model(
       inputs={'features': features, 'indices': indices,
               'num_points': num_points},
-      outputs={'class_logits': head(num_classes, 'class_logits'),
+      outputs={'class_logits': head(num_classes, 'class_logits',
+                                    CLASS_PRIOR_BIAS),
                'box_residuals': head(7, 'box_residuals'),
                'direction_logits': head(2, 'direction_logits')})
