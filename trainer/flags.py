@@ -321,9 +321,10 @@ flags.DEFINE_string('validation_data_path', None,
 flags.DEFINE_enum('model', None,
                   sorted(platform_flags.MODEL_EXPERIMENTS) +
                   list(platform_flags.UNSUPPORTED_MODELS),
-                  'The experiment: classification, retinanet or segmentation '
-                  'means --experiment=nas_image_classification, '
-                  'nas_retinanet or nas_semantic_segmentation; default: '
+                  'The experiment: classification, retinanet, segmentation '
+                  'or pointpillars means --experiment='
+                  'nas_image_classification, nas_retinanet, '
+                  'nas_semantic_segmentation or nas_pointpillars; default: '
                   'the space\'s (the platform\'s is retinanet).')
 flags.DEFINE_bool('use_tpu', False,
                   'Train on the TPU: --accelerator=tpu '

@@ -14,14 +14,16 @@ MODEL_EXPERIMENTS = {
     'classification': 'nas_image_classification',
     'retinanet': 'nas_retinanet',
     'segmentation': 'nas_semantic_segmentation',
+    'pointpillars': 'nas_pointpillars',
 }
 # Models the platform's trainer also takes, which nas-garden cannot train.
-UNSUPPORTED_MODELS = ('mask_rcnn', 'pointpillars', 'pointpillars_baseline')
+UNSUPPORTED_MODELS = ('mask_rcnn', 'pointpillars_baseline')
 # The platform's registered experiment names, by our name for the same one.
 PLATFORM_EXPERIMENTS = {
     'image_classification_nas': 'nas_image_classification',
     'retinanet_nas': 'nas_retinanet',
     'semantic_segmentation_nas': 'nas_semantic_segmentation',
+    'pointpillars_nas': 'nas_pointpillars',
 }
 JOB_MODES = ('train', 'train_and_eval')
 # --evaluation, what --job_mode, --skip_eval and --multiple_eval_during_search

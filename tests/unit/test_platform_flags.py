@@ -24,6 +24,7 @@ def translate(given, mode='trial'):
     ('classification', 'nas_image_classification'),
     ('retinanet', 'nas_retinanet'),
     ('segmentation', 'nas_semantic_segmentation'),
+    ('pointpillars', 'nas_pointpillars'),
 ])
 def test_model_picks_our_experiment(model, experiment):
   assert translate({'model': model}) == {'experiment': experiment}
@@ -31,10 +32,10 @@ def test_model_picks_our_experiment(model, experiment):
 
 def test_a_model_without_an_experiment_is_a_one_line_error():
   with pytest.raises(platform_flags.PlatformFlagError) as error:
-    translate({'model': 'pointpillars'})
+    translate({'model': 'mask_rcnn'})
   assert str(error.value) == (
-      '--model=pointpillars: nas-garden has no pointpillars experiment; '
-      '--model takes classification, retinanet, segmentation')
+      '--model=mask_rcnn: nas-garden has no mask_rcnn experiment; '
+      '--model takes classification, pointpillars, retinanet, segmentation')
 
 
 @pytest.mark.parametrize('experiment',
