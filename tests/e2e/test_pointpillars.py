@@ -1,6 +1,7 @@
 """PointPillars searches through the CLI on the built-in lidar scenes: a
 two-trial search in the default suite (each trial's network built from its
-architecture, trained and evaluated with BEV/3D AP per class)."""
+architecture, trained and evaluated with BEV/3D AP per class); export and
+latency in `make test-all`."""
 
 import json
 
@@ -42,3 +43,30 @@ def test_pointpillars_search_trains_two_architectures(tmp_path):
   params = [json.loads((tmp_path / 'trials' / str(t.id) / 'metrics.json'
                         ).read_text())['params'] for t in trials]
   assert params[0] != params[1]
+
+
+@pytest.mark.slow
+def test_a_trained_detector_exports_and_is_timed(tmp_path):
+  """The SavedModel serves a lidar frame's points and is timed on a random
+  one (in `make test-all`)."""
+  result = cli(f'--job_dir={tmp_path}', '--mode=search',
+               '--search_space=pointpillars', '--max_trials=1', '--seed=5',
+               f'--params_override={TINY_LIDAR}', timeout=1800)
+  assert result.returncode == 0, result.stderr[-3000:]
+  export_dir = tmp_path / 'export'
+  result = cli(f'--job_dir={tmp_path}', '--mode=export',
+               f'--export_dir={export_dir}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  import numpy as np  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer.datasets import lidar  # pylint: disable=g-import-not-at-top
+  from trainer.training import latency  # pylint: disable=g-import-not-at-top
+  serve = tf.saved_model.load(str(export_dir / 'saved_model')).signatures[
+      'serving_default']
+  scene = lidar.render_scene(np.random.default_rng(3))
+  found = serve(points=tf.constant(scene.points[None]))
+  assert found['boxes'].shape == (1, 100, 7)
+  assert 0 <= int(found['num_detections'][0]) <= 100
+  measured = latency.measure(str(export_dir / 'saved_model'), warmup_runs=1,
+                             timed_runs=2)
+  assert measured['latency_ms'] > 0

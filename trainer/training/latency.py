@@ -47,8 +47,12 @@ from trainer import artifacts
 from trainer import fileio
 from trainer import objective
 from trainer.training import devices
+from trainer.training import pointpillars_task
 
 MEASURE_THREADS = 1
+# Points of the random lidar frame a PointPillars detector is timed on (a
+# KITTI frame holds about 20,000 in its front-view range).
+LIDAR_POINTS = 20000
 SAVED_MODEL_SUBDIR = 'saved_model'
 SERVING_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 
@@ -65,7 +69,8 @@ def export_serving_model(params: cfg.ExperimentConfig,
   checkpoint. The signature `serving_default` takes a [1, H, W, 3] uint8
   `inputs` image ([1, D, H, W, C] for a 3D model) and returns what Model
   Garden serves (logits and probs; detections after NMS; segmentation
-  logits). The config goes with it as params.yaml.
+  logits). A PointPillars detector is ours (pointpillars_task): `points`
+  [1, N, 4] in, detections out. The config goes with it as params.yaml.
   """
   checkpoint = checkpoint_path_or_dir
   if tf.io.gfile.isdir(checkpoint):
@@ -73,6 +78,23 @@ def export_serving_model(params: cfg.ExperimentConfig,
   if not checkpoint or not tf.io.gfile.exists(checkpoint + '.index'):
     raise FileNotFoundError(f'no checkpoint at {checkpoint_path_or_dir}')
   export_params = _serving_params(params)
+  trial_policy = tf_keras.mixed_precision.global_policy()
+  tf_keras.mixed_precision.set_global_policy('float32')
+  try:
+    if isinstance(export_params.task,
+                  pointpillars_task.PointPillarsTaskConfig):
+      pointpillars_task.export_serving_model(export_params, checkpoint,
+                                             export_dir)
+    else:
+      _export_model_garden(export_params, checkpoint, export_dir)
+  finally:
+    tf_keras.mixed_precision.set_global_policy(trial_policy)
+  return export_dir
+
+
+def _export_model_garden(export_params: cfg.ExperimentConfig,
+                         checkpoint: str, export_dir: str) -> None:
+  """Model Garden's export of an image or volume model."""
   model = export_params.task.model
   size, export_module = list(model.input_size[:2]), None
   if isinstance(export_params.task,
@@ -83,16 +105,10 @@ def export_serving_model(params: cfg.ExperimentConfig,
     export_module = serving_3d.SegmentationModule(
         params=export_params, batch_size=1, input_image_size=size,
         input_type='image_tensor', num_channels=model.num_channels)
-  trial_policy = tf_keras.mixed_precision.global_policy()
-  tf_keras.mixed_precision.set_global_policy('float32')
-  try:
-    export_saved_model_lib.export_inference_graph(
-        input_type='image_tensor', batch_size=1, input_image_size=size,
-        params=export_params, checkpoint_path=checkpoint,
-        export_dir=export_dir, export_module=export_module)
-  finally:
-    tf_keras.mixed_precision.set_global_policy(trial_policy)
-  return export_dir
+  export_saved_model_lib.export_inference_graph(
+      input_type='image_tensor', batch_size=1, input_image_size=size,
+      params=export_params, checkpoint_path=checkpoint,
+      export_dir=export_dir, export_module=export_module)
 
 
 def _serving_params(params: cfg.ExperimentConfig) -> cfg.ExperimentConfig:
@@ -111,7 +127,8 @@ def measure(saved_model_dir: str, warmup_runs: int = 20, timed_runs: int = 50,
             seed: int = 0) -> Dict[str, Any]:
   """Loads the SavedModel in this process and times batch-1 inferences.
 
-  Each run calls the serving signature on the same seeded random image and
+  Each run calls the serving signature on the same seeded random image (a
+  PointPillars detector: a random frame of LIDAR_POINTS points) and
   copies every output to the host, so the time is end to end. Memory is what
   loading and running the model added to the device's peak: GPU allocator
   bytes on a GPU, resident memory of the process on a CPU (`_CpuMemory`).
@@ -160,12 +177,17 @@ def _random_input(serve, saved_model_dir: str,
   unknown spatial dimensions (Model Garden's image_tensor signatures leave
   them open) take the model's input size from the exported params.yaml."""
   (input_name, spec), = serve.structured_input_signature[1].items()
+  rng = np.random.default_rng(seed)
+  if input_name == 'points':  # A PointPillars detector takes a lidar frame.
+    params = hyperparams.read_yaml_to_params_dict(
+        os.path.join(saved_model_dir, 'params.yaml'))
+    return input_name, tf.constant(pointpillars_task.random_points(
+        params, LIDAR_POINTS, rng))
   shape = spec.shape.as_list()
   shape[0] = shape[0] or 1
   if None in shape:
     spatial = _exported_input_size(saved_model_dir)[:len(shape) - 2]
     shape = [shape[0], *spatial, shape[-1]]
-  rng = np.random.default_rng(seed)
   if spec.dtype.is_integer:
     image = rng.integers(0, 256, shape)
   else:

@@ -17,6 +17,7 @@ import tf_keras
 from official.core import base_task
 from official.core import config_definitions as cfg
 from official.core import task_factory
+from official.core import train_utils
 from official.modeling import hyperparams
 from official.vision.configs import common
 from trainer.datasets import lidar
@@ -210,6 +211,52 @@ class PointPillarsTask(base_task.Task):
                 if f'{name}_BEV/{c}@{t[0]:g}' in metrics]
       metrics[name] = sum(values) / len(values) if values else 0.0
     return metrics
+
+
+class PointPillarsServing(tf.Module):
+  """The served detector: one frame's raw points (x, y, z, reflectance) in,
+  pillarised in the graph, its detections out (batch 1, as Vertex AI NAS
+  measures a model)."""
+
+  def __init__(self, task: PointPillarsTask, model: tf_keras.Model):
+    super().__init__()
+    self._task, self.model = task, model
+
+  @tf.function(input_signature=[tf.TensorSpec([1, None, 4], tf.float32)])
+  def serve(self, points):
+    frame = pillars.pillarize(points[0], self._task._grid)  # pylint: disable=protected-access
+    outputs = self.model({k: v[None] for k, v in frame.items()},
+                         training=False)
+    evaluation = self._task.task_config.evaluation
+    found = pointpillars_head.detect(
+        {k: v[0] for k, v in outputs.items()}, self._task._anchors,  # pylint: disable=protected-access
+        evaluation.score_threshold, nms_iou=evaluation.nms_iou,
+        max_detections=evaluation.max_detections)
+    return {k: v[None] for k, v in found.items()}
+
+
+def export_serving_model(params: cfg.ExperimentConfig, checkpoint: str,
+                         export_dir: str) -> None:
+  """Writes the checkpoint's detector as a SavedModel whose
+  `serving_default` takes `points` [1, N, 4], with params.yaml beside it."""
+  task = PointPillarsTask(params.task)
+  model = task.build_model()
+  tf.train.Checkpoint(model=model).read(checkpoint).expect_partial(
+  ).assert_existing_objects_matched()
+  module = PointPillarsServing(task, model)
+  tf.saved_model.save(module, export_dir,
+                      signatures={'serving_default': module.serve})
+  train_utils.serialize_config(params, export_dir)
+
+
+def random_points(params: Any, count: int,
+                  rng: np.random.Generator) -> np.ndarray:
+  """A [1, count, 4] frame of points spread over the grid's range: what
+  latency is measured on."""
+  r = np.array(params.task.model.pillars.point_range, np.float32)
+  xyz = rng.uniform(r[:3], r[3:], (count, 3))
+  return np.concatenate([xyz, rng.uniform(0, 1, (count, 1))],
+                        axis=1)[None].astype(np.float32)
 
 
 def _numpy(value: Any) -> np.ndarray:
