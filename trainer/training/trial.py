@@ -32,13 +32,13 @@ from trainer import objective
 from trainer import outcome
 from trainer import spec as spec_lib
 from trainer.datasets import data
+from trainer.datasets import lidar
+from trainer.datasets import scenes
+from trainer.datasets import shapes
+from trainer.datasets import volumes
 from trainer.training import devices
 from trainer.training import experiments
 from trainer.training import latency
-from trainer.datasets import scenes
-from trainer.datasets import shapes
-from trainer.datasets import lidar
-from trainer.datasets import volumes
 
 
 class TaskFamily(NamedTuple):
