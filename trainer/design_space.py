@@ -53,6 +53,24 @@ def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
   return float(np.max(np.abs(fa - fb)))
 
 
+def dominant(a: Sequence[float], b: Sequence[float]) -> Optional[int]:
+  """0 when a's error EDF is nowhere below b's and somewhere above (at every
+  error, at least as large a share of a's models do better: the paper's
+  sense of a better design space), 1 for the reverse, None when the EDFs
+  cross, are equal, or one is empty."""
+  a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
+  if not len(a) or not len(b):
+    return None
+  pooled = np.concatenate([a, b])
+  fa = np.searchsorted(a, pooled, side='right') / len(a)
+  fb = np.searchsorted(b, pooled, side='right') / len(b)
+  if np.all(fa >= fb) and np.any(fa > fb):
+    return 0
+  if np.all(fb >= fa) and np.any(fb > fa):
+    return 1
+  return None
+
+
 def edf_curve(errors: Sequence[float]) -> Dict[str, List[float]]:
   """The EDF's steps: after the i-th smallest error x_i it reaches i/n."""
   values = sorted(float(e) for e in errors)
@@ -192,9 +210,13 @@ def analyse(spaces: Sequence[Dict[str, Any]], top: float = 0.1,
   names = [s['name'] for s in spaces]
   for a in range(len(names)):
     for b in range(a + 1, len(names)):
-      ks = ks_statistic(errors_by_space[names[a]], errors_by_space[names[b]])
+      errors_a, errors_b = errors_by_space[names[a]], errors_by_space[names[b]]
+      ks = ks_statistic(errors_a, errors_b)
+      better = dominant(errors_a, errors_b)
       result['ks'].append({'a': names[a], 'b': names[b],
-                           'statistic': ks if math.isfinite(ks) else None})
+                           'statistic': ks if math.isfinite(ks) else None,
+                           'dominant': None if better is None
+                                       else (names[a], names[b])[better]})
   return result
 
 

@@ -36,6 +36,18 @@ def test_ks_statistic_hand_computed():
   assert np.isnan(design_space.ks_statistic([], [0.3]))
 
 
+def test_dominance_is_an_edf_at_or_above_the_other_everywhere():
+  better, worse = [0.1, 0.2, 0.3], [0.15, 0.25, 0.35]
+  assert design_space.dominant(better, worse) == 0
+  assert design_space.dominant(worse, better) == 1
+  # Crossing EDFs: a has the best model, b more good ones.
+  assert design_space.dominant([0.05, 0.5, 0.6], [0.1, 0.15, 0.2]) is None
+  assert design_space.dominant([0.1, 0.2], [0.2, 0.1]) is None  # Equal.
+  assert design_space.dominant([], [0.1]) is None
+  # Ties at shared errors still count as at or above.
+  assert design_space.dominant([0.1, 0.2], [0.1, 0.3]) == 0
+
+
 def test_ks_statistic_matches_scipy():
   stats = pytest.importorskip('scipy.stats')
   rng = random.Random(3)
@@ -141,6 +153,7 @@ def test_analyse_and_write(tmp_path):
   [ks] = result['ks']
   assert (ks['a'], ks['b']) == ('a', 'b')
   assert ks['statistic'] == pytest.approx(2 / 3)
+  assert ks['dominant'] == 'a'
 
   json_path, png_path = design_space.write(str(tmp_path), result)
   assert json.loads(open(json_path).read()) == json.loads(json.dumps(result))

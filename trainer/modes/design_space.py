@@ -88,7 +88,9 @@ def run_design_space(args) -> None:
   for ks in result['ks']:
     value = ('n/a' if ks['statistic'] is None
              else f'{ks["statistic"]:.4f}')
-    print(f'KS {ks["a"]} vs {ks["b"]}: {value}', flush=True)
+    order = (f'{ks["dominant"]}\'s EDF dominates' if ks['dominant']
+             else 'neither EDF dominates')
+    print(f'KS {ks["a"]} vs {ks["b"]}: {value} ({order})', flush=True)
   json_path, png_path = analysis.write(job_dir, result)
   print(f'wrote {json_path} and {png_path}', flush=True)
 

@@ -65,12 +65,15 @@ def section(job_dir: str, result: Dict[str, Any]) -> str:
       + ''.join(rows) + '</tbody></table></div>')
   ks_rows = ''.join(
       f'<tr><td>{esc(k["a"])}</td><td>{esc(k["b"])}</td>'
-      f'<td>{_number(k["statistic"], ".4f")}</td></tr>'
+      f'<td>{_number(k["statistic"], ".4f")}</td>'
+      f'<td>{esc(k.get("dominant") or "neither")}</td></tr>'
       for k in result.get('ks', []))
   parts.append(
       '<h3>KS statistic (sup |F<sub>a</sub> − F<sub>b</sub>| of the error '
       'EDFs)</h3><table class="design-space" id="design-space-ks"><thead><tr>'
-      '<th>space a</th><th>space b</th><th>KS</th></tr></thead><tbody>'
+      '<th>space a</th><th>space b</th><th>KS</th>'
+      '<th>dominant EDF (at or above the other at every error)</th></tr>'
+      '</thead><tbody>'
       f'{ks_rows}</tbody></table>')
   fit_rows = []
   for s in result.get('spaces', []):
