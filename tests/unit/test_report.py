@@ -338,6 +338,8 @@ def test_report_of_an_augmentation_search(tmp_path):
     ('nasnet', '<tr class="block">', 10),  # 5 blocks in each of two cells.
     ('tunable_unet_encoder', '<rect class="block ', 4),  # One per level.
     ('tunable_unet_nasfpn', '<rect class="node ', 10),  # 4 levels, 6 blocks.
+    # Pillar net, 5 backbone groups, 3 decoder groups.
+    ('pointpillars', '<rect class="block ', 9),
 ])
 def test_architecture_drawings(space_name, drawn, count):
   """Block groups as boxes; SpineNet and NAS-FPN as graphs with two input

@@ -293,6 +293,33 @@ def _draw_unet_encoder(spec: search_spaces.TunableUNetEncoderSpec) -> str:
   return _block_groups_html(groups)
 
 
+@register_drawing(search_spaces.PointPillarsSpec)
+def _draw_pointpillars(spec: search_spaces.PointPillarsSpec) -> str:
+  """The pillar feature net, the backbone's block groups (a group at a
+  higher level than the one before strides 2) and one decoder group per
+  level."""
+  groups = [BlockGroup('stem', [
+      'pillar net', f'×{f.block_repeats} {f.activation_fn}',
+      f'{f.output_filters} ch', 'BEV grid'], f.output_filters, 1)
+            for f in spec.featurizer_blocks]
+
+  def group(b: Any, strides: int, role: str) -> BlockGroup:
+    expansion = ('' if b.block_fn == 'conv'
+                 else f' · e{b.expand_ratio}{_squeeze(b)}')
+    return BlockGroup(b.block_fn, [
+        f'{b.block_fn} ×{b.block_repeats}', f'k{b.kernel_size}{expansion}',
+        f'{b.output_filters} ch', f'L{b.level} · {role}'],
+        b.output_filters, strides)
+
+  level = 1
+  for b in spec.backbone_blocks:
+    strides = 2 if b.level > level else 1
+    level = b.level
+    groups.append(group(b, strides, f'stride {strides}'))
+  groups.extend(group(b, 1, 'decoder') for b in spec.decoder_blocks)
+  return _block_groups_html(groups)
+
+
 def _state_name(state: int) -> str:
   """A NASNet cell's hidden state as the cell table names it."""
   if state < search_spaces.NASNET_NUM_CELL_INPUTS:
