@@ -11,13 +11,13 @@ import search_spaces
 from tests.conftest import cli
 from trainer.controller import store as store_lib
 
-# Real but minimal: 4 train steps of batch 2 on a coarse grid (1.28 m
-# pillars: 54 x 62 cells), one evaluation of 4 scenes.
+# Real but minimal: 2 train steps of batch 2 on a coarse grid (1.28 m
+# pillars: 54 x 62 cells), one evaluation of 2 scenes.
 TINY_LIDAR = ('task.model.pillars.pillar_size=[1.28,1.28],'
               'task.model.pillars.max_pillars=1000,'
-              'trainer.train_steps=4,trainer.steps_per_loop=2,'
-              'trainer.summary_interval=2,trainer.validation_interval=4,'
-              'trainer.checkpoint_interval=4,trainer.validation_steps=2,'
+              'trainer.train_steps=2,trainer.steps_per_loop=2,'
+              'trainer.summary_interval=2,trainer.validation_interval=2,'
+              'trainer.checkpoint_interval=2,trainer.validation_steps=1,'
               'task.train_data.global_batch_size=2,'
               'task.validation_data.global_batch_size=2')
 

@@ -105,8 +105,9 @@ def test_own_volumes_whose_sizes_the_model_does_not_share_are_refused(
   assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_nifti_cases_convert_through_the_cli_and_train(tmp_path):
-  """--mode=make_data on NIfTI folders; its `use:` line trains a trial."""
+def _convert_nifti(tmp_path):
+  """Three generated NIfTI cases converted through the CLI: the prefix and
+  the printed --params_override."""
   from tests.unit import test_nifti  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
   test_nifti.write_cases(tmp_path / 'nifti', 3)
   prefix = tmp_path / 'out' / 'vol'
@@ -118,15 +119,13 @@ def test_nifti_cases_convert_through_the_cli_and_train(tmp_path):
   assert use.startswith('use: --train_data=')
   override = use.split('--params_override=')[1]
   assert 'task.train_data.input_size=[16,16,16]' in override
-  result = cli('--mode=trial', f'--job_dir={tmp_path / "job"}',
-               '--search_space=static_unet',
-               '--nas_params_str={"dummy_param": "0/1 (1)"}',
-               f'--train_data={prefix}-*', f'--eval_data={prefix}-*',
-               f'--params_override={TINY_3D},{override}')
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'val_generalized_dice/class_3' in (
-      tmp_path / 'job' / 'trials' / '1' / 'metrics.json').read_text()
+  return prefix, override
 
+
+def test_nifti_cases_convert_through_the_cli(tmp_path):
+  """--mode=make_data on NIfTI folders; bad folders and mixed flags are
+  one-line errors."""
+  _convert_nifti(tmp_path)
   (tmp_path / 'nifti' / 'labels' / 'case02.nii.gz').unlink()
   result = cli('--mode=make_data', f'--nifti_image_dir={tmp_path}/nifti/images',
                f'--nifti_label_dir={tmp_path}/nifti/labels',
@@ -141,3 +140,17 @@ def test_nifti_cases_convert_through_the_cli_and_train(tmp_path):
   assert result.stderr.strip().splitlines() == [
       'nas-garden: error: --mode=make_data converts one dataset: give the '
       '--coco_* or the --nifti_* flags, not both']
+
+
+@pytest.mark.slow
+def test_converted_nifti_cases_train_with_the_printed_flags(tmp_path):
+  """The `use:` line of the conversion trains a trial (in `make test-all`)."""
+  prefix, override = _convert_nifti(tmp_path)
+  result = cli('--mode=trial', f'--job_dir={tmp_path / "job"}',
+               '--search_space=static_unet',
+               '--nas_params_str={"dummy_param": "0/1 (1)"}',
+               f'--train_data={prefix}-*', f'--eval_data={prefix}-*',
+               f'--params_override={TINY_3D},{override}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'val_generalized_dice/class_3' in (
+      tmp_path / 'job' / 'trials' / '1' / 'metrics.json').read_text()
