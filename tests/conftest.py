@@ -95,6 +95,22 @@ def _forked_cli(args, env, timeout):
                                          out_file.read(), err_file.read())
 
 
+def exported_and_timed(job_dir):
+  """`--mode=export` of the job's best model through the CLI into
+  <job_dir>/export; checks that `latency.measure` times the SavedModel and
+  returns its serving signature."""
+  export_dir = job_dir / 'export'
+  result = cli(f'--job_dir={job_dir}', '--mode=export',
+               f'--export_dir={export_dir}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
+  from trainer.training import latency  # pylint: disable=g-import-not-at-top
+  saved_model = str(export_dir / 'saved_model')
+  assert latency.measure(saved_model, warmup_runs=1,
+                         timed_runs=2)['latency_ms'] > 0
+  return tf.saved_model.load(saved_model).signatures['serving_default']
+
+
 def kill_cli_when(flags, log_path, marker, tmp_path):
   """Starts the CLI with `flags` and SIGKILLs it once `marker` appears in the
   file `log_path` (e.g. a trial's log once it trains); its output goes to

@@ -9,6 +9,7 @@ import pytest
 
 import search_spaces
 from tests.conftest import cli
+from tests.conftest import exported_and_timed
 from trainer.controller import store as store_lib
 
 # Real but minimal: 2 train steps of batch 2 on a coarse grid (1.28 m
@@ -56,20 +57,11 @@ def test_a_trained_detector_exports_and_is_timed(tmp_path):
                '--search_space=pointpillars', '--max_trials=1', '--seed=5',
                f'--params_override={TINY_LIDAR}', timeout=1800)
   assert result.returncode == 0, result.stderr[-3000:]
-  export_dir = tmp_path / 'export'
-  result = cli(f'--job_dir={tmp_path}', '--mode=export',
-               f'--export_dir={export_dir}')
-  assert result.returncode == 0, result.stderr[-3000:]
+  serve = exported_and_timed(tmp_path)
   import numpy as np  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from trainer.datasets import lidar  # pylint: disable=g-import-not-at-top
-  from trainer.training import latency  # pylint: disable=g-import-not-at-top
-  serve = tf.saved_model.load(str(export_dir / 'saved_model')).signatures[
-      'serving_default']
   scene = lidar.render_scene(np.random.default_rng(3))
   found = serve(points=tf.constant(scene.points[None]))
   assert found['boxes'].shape == (1, 100, 7)
   assert 0 <= int(found['num_detections'][0]) <= 100
-  measured = latency.measure(str(export_dir / 'saved_model'), warmup_runs=1,
-                             timed_runs=2)
-  assert measured['latency_ms'] > 0

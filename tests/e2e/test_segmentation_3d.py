@@ -8,6 +8,7 @@ import pytest
 
 import search_spaces
 from tests.conftest import cli
+from tests.conftest import exported_and_timed
 from trainer.controller import store as store_lib
 
 # Real but minimal: 4 train steps on 16^3 volumes, one evaluation of the 24
@@ -56,21 +57,12 @@ def test_tiny_config_learns_the_volumes_and_its_model_exports(tmp_path):
   assert trial.metrics['dice'] >= 0.6, trial.metrics
   for k in TUMOUR_CLASSES:
     assert trial.metrics[f'val_generalized_dice/class_{k}'] > 0.3, trial.metrics
-  export_dir = tmp_path / 'export'
-  result = cli(f'--job_dir={tmp_path}', '--mode=export',
-               f'--export_dir={export_dir}')
-  assert result.returncode == 0, result.stderr[-3000:]
+  serve = exported_and_timed(tmp_path)
   import numpy as np  # pylint: disable=g-import-not-at-top  (TensorFlow: only here)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer.training import latency  # pylint: disable=g-import-not-at-top
-  serve = tf.saved_model.load(str(export_dir / 'saved_model')).signatures[
-      'serving_default']
   volume = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 32, 2))
   outputs = serve(inputs=tf.constant(volume, tf.uint8))
   assert outputs['logits'].shape == (1, 32, 32, 32, 4)
-  measured = latency.measure(str(export_dir / 'saved_model'), warmup_runs=1,
-                             timed_runs=2)
-  assert measured['latency_ms'] > 0
   result = cli(f'--job_dir={tmp_path}', '--mode=report')
   assert result.returncode == 0, result.stderr[-3000:]
   assert (tmp_path / 'report.html').read_text().count(
