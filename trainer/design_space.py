@@ -44,13 +44,23 @@ def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
   """Two-sample Kolmogorov-Smirnov statistic sup_x |F_a(x) - F_b(x)|: the
   EDFs (fraction <= x, right-continuous) compared at every pooled value,
   where the supremum is reached."""
+  edfs = _pooled_edfs(a, b)
+  if edfs is None:
+    return float('nan')
+  fa, fb = edfs
+  return float(np.max(np.abs(fa - fb)))
+
+
+def _pooled_edfs(a: Sequence[float], b: Sequence[float]
+                 ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+  """Both EDFs (fraction <= x, right-continuous) at every pooled value, where
+  their differences are extreme; None when either sample is empty."""
   a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
   if not len(a) or not len(b):
-    return float('nan')
+    return None
   pooled = np.concatenate([a, b])
-  fa = np.searchsorted(a, pooled, side='right') / len(a)
-  fb = np.searchsorted(b, pooled, side='right') / len(b)
-  return float(np.max(np.abs(fa - fb)))
+  return (np.searchsorted(a, pooled, side='right') / len(a),
+          np.searchsorted(b, pooled, side='right') / len(b))
 
 
 def dominant(a: Sequence[float], b: Sequence[float]) -> Optional[int]:
@@ -58,12 +68,10 @@ def dominant(a: Sequence[float], b: Sequence[float]) -> Optional[int]:
   error, at least as large a share of a's models do better: the paper's
   sense of a better design space), 1 for the reverse, None when the EDFs
   cross, are equal, or one is empty."""
-  a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
-  if not len(a) or not len(b):
+  edfs = _pooled_edfs(a, b)
+  if edfs is None:
     return None
-  pooled = np.concatenate([a, b])
-  fa = np.searchsorted(a, pooled, side='right') / len(a)
-  fb = np.searchsorted(b, pooled, side='right') / len(b)
+  fa, fb = edfs
   if np.all(fa >= fb) and np.any(fa > fb):
     return 0
   if np.all(fb >= fa) and np.any(fb > fa):
