@@ -39,6 +39,25 @@ def test_regnetx_200mf_stages_follow_the_quantised_linear_rule():
   assert {s.group_width for s in stages} == {8}
 
 
+@pytest.mark.parametrize('squeeze_excite', [False, True])
+def test_a_block_without_stride_starts_as_the_identity(squeeze_excite):
+  """Each block's last batch norm starts at gamma 0 (Goyal et al. 2017), so
+  a deep stage starts as its first block: without it, many deep AnyNetX
+  samples stayed at chance through the whole proxy."""
+  stage = search_spaces.AnyNetStageSpec(depth=2, width=16, bottleneck_ratio=2,
+                                        group_width=4)
+  inputs = tf_keras.Input([8, 8, 16])
+  block = regnet._Block(  # pylint: disable=protected-access
+      16, stage, 1, squeeze_excite,
+      dict(norm_momentum=0.9, norm_epsilon=1e-5, use_sync_bn=False), 'relu',
+      None)
+  model = tf_keras.Model(inputs, block(inputs))
+  features = tf.nn.relu(tf.random.stateless_normal([2, 8, 8, 16], [3, 4]))
+  np.testing.assert_allclose(model(features, training=True).numpy(),
+                             features.numpy(), atol=1e-6)
+  tf_keras.backend.clear_session()
+
+
 def test_group_width_is_made_compatible_with_the_bottleneck_width():
   # Width 24 at bottleneck 4 leaves 6 channels: group width 8 drops to 6.
   stage = search_spaces.AnyNetStageSpec(depth=1, width=24, bottleneck_ratio=4,

@@ -3,7 +3,9 @@
 The architecture comes from a materialised `search_spaces.AnyNetSpec` or
 `search_spaces.RegNetSpec` (whose quantised linear rule gives the stages).
 Blocks are the paper's X block (1x1 conv, 3x3 group conv, 1x1 conv, each with
-batch norm; a projection shortcut where the block strides) and Y block (X
+batch norm, the last one's gamma starting at 0 so that every block starts as
+the identity (Goyal et al. 2017; deep AnyNet samples do not train on a short
+proxy without it); a projection shortcut where the block strides) and Y block (X
 with squeeze-excite after the group conv, squeezing to a quarter of the
 block's input width), laid out as in `tf_keras.applications.RegNetX002`, so
 the published models have its parameter counts
@@ -126,7 +128,7 @@ class _Block:
     self._regularizer = kernel_regularizer
 
   def _conv_bn(self, x, filters, kernel_size=1, strides=1, group_width=None,
-               activation=True):
+               activation=True, gamma='ones'):
     """A bias-free conv (grouped when `group_width` is given), batch norm
     and, with `activation`, the block's activation."""
     x = GroupedConv2D(filters, kernel_size, strides,
@@ -134,7 +136,7 @@ class _Block:
     x = tf_keras.layers.BatchNormalization(
         momentum=self._norm['norm_momentum'],
         epsilon=self._norm['norm_epsilon'],
-        synchronized=self._norm['use_sync_bn'])(x)
+        synchronized=self._norm['use_sync_bn'], gamma_initializer=gamma)(x)
     if activation:
       x = tf_keras.layers.Activation(
           tf_utils.get_activation(self._activation))(x)
@@ -155,7 +157,7 @@ class _Block:
           se_ratio=search_spaces.REGNET_SE_RATIO, divisible_by=1,
           round_down_protect=False, kernel_regularizer=self._regularizer,
           activation='relu', gating_activation='sigmoid')(x)
-    x = self._conv_bn(x, stage.width, activation=False)
+    x = self._conv_bn(x, stage.width, activation=False, gamma='zeros')
     return tf_keras.layers.Activation(
         tf_utils.get_activation(self._activation))(x + shortcut)
 
