@@ -13,6 +13,7 @@ to the grid by `indices`.
 
 from typing import Dict, NamedTuple, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 NUM_POINT_FEATURES = 9
@@ -33,6 +34,12 @@ class PillarGrid(NamedTuple):
   def cols(self) -> int:
     (x_min, _, _), (x_max, _, _) = self.point_range
     return int(round((x_max - x_min) / self.pillar_size[0]))
+
+  def cell_centres(self) -> Tuple[np.ndarray, np.ndarray]:
+    """The cells' centres: x of each column (cols,), y of each row (rows,)."""
+    (x_min, y_min, _), _ = self.point_range
+    return (x_min + (np.arange(self.cols) + 0.5) * self.pillar_size[0],
+            y_min + (np.arange(self.rows) + 0.5) * self.pillar_size[1])
 
 
 def pillarize(points: tf.Tensor, grid: PillarGrid) -> Dict[str, tf.Tensor]:
@@ -73,7 +80,8 @@ def pillarize(points: tf.Tensor, grid: PillarGrid) -> Dict[str, tf.Tensor]:
                                             num_pillars)
   mean = tf.math.unsorted_segment_sum(points[:, :3], pillar, num_pillars) / (
       tf.cast(tf.maximum(num_points, 1), tf.float32)[:, None])
-  centre = low[:2] + (tf.cast(tf.stack([col, row], 1), tf.float32) + 0.5) * size
+  xs, ys = (tf.constant(c, tf.float32) for c in grid.cell_centres())
+  centre = tf.stack([tf.gather(xs, col), tf.gather(ys, row)], 1)
   decorated = tf.concat([points, points[:, :3] - tf.gather(mean, pillar),
                          points[:, :2] - centre], axis=1)
   where = tf.stack([pillar, position], 1)

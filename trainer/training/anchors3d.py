@@ -37,10 +37,7 @@ def make_anchors(grid: pillars.PillarGrid,
                  ) -> Tuple[np.ndarray, np.ndarray]:
   """Anchors (rows, cols, A, 7) at the cells' centres and their class ids
   (A,)."""
-  (x_min, y_min, _), _ = grid.point_range
-  size_x, size_y = grid.pillar_size
-  ys = y_min + (np.arange(grid.rows) + 0.5) * size_y
-  xs = x_min + (np.arange(grid.cols) + 0.5) * size_x
+  xs, ys = grid.cell_centres()
   per_cell, classes = [], []
   for class_id, name in enumerate(class_names, start=1):
     l, w, h = lidar.MEAN_SIZES[name]

@@ -107,6 +107,15 @@ class PointPillarsTask(base_task.Task):
     self._grid = grid_of(params.model)
     self._anchors, self._anchor_classes = anchors3d.make_anchors(self._grid)
 
+  @property
+  def grid(self) -> pillars.PillarGrid:
+    return self._grid
+
+  @property
+  def anchors(self) -> np.ndarray:
+    """(rows, cols, A, 7): the anchors the head's outputs are coded on."""
+    return self._anchors
+
   def build_model(self) -> tf_keras.Model:
     model = self.task_config.model
     return pointpillars.build_network(
@@ -224,12 +233,12 @@ class PointPillarsServing(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([1, None, 4], tf.float32)])
   def serve(self, points):
-    frame = pillars.pillarize(points[0], self._task._grid)  # pylint: disable=protected-access
+    frame = pillars.pillarize(points[0], self._task.grid)
     outputs = self.model({k: v[None] for k, v in frame.items()},
                          training=False)
     evaluation = self._task.task_config.evaluation
     found = pointpillars_head.detect(
-        {k: v[0] for k, v in outputs.items()}, self._task._anchors,  # pylint: disable=protected-access
+        {k: v[0] for k, v in outputs.items()}, self._task.anchors,
         evaluation.score_threshold, nms_iou=evaluation.nms_iou,
         max_detections=evaluation.max_detections)
     return {k: v[None] for k, v in found.items()}
