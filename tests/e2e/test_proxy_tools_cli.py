@@ -13,6 +13,9 @@ from scipy import stats
 import search_spaces
 from proxy_tasks import variance
 from tests.conftest import DIGITS, TINY_OVERRIDE, cli, kill_cli_when
+from tests.conftest import fixture_sample
+from tests.e2e.test_pointpillars import TINY_LIDAR
+from tests.e2e.test_segmentation_3d import TINY_3D
 from trainer import artifacts
 from trainer.controller import store as store_lib
 
@@ -170,3 +173,31 @@ def test_proxy_search_ranks_candidates_stops_and_resumes(tmp_path):
       candidates_, key=lambda n: (candidates_[n]['pass_train_compute'],
                                   candidates_[n]['pass_train_seconds']))
   assert os.path.getsize(os.path.join(job_dir, 'proxy_search.png'))
+
+
+
+@pytest.mark.parametrize('space, metric, override, steps', [
+    ('pointpillars', 'AP', TINY_LIDAR, [2]),
+    ('tunable_unet_encoder', 'dice', TINY_3D, [2, 4])])
+def test_variance_tool_runs_on_the_3d_tasks(tmp_path, space, metric,
+                                            override, steps):
+  """The proxy tools read each task's own metric: one PointPillars and one
+  3D UNet architecture (real Vertex samples) trained twice on the built-in
+  lidar scenes and volumes, with an evaluation per train loop."""
+  job_dir = str(tmp_path / 'job')
+  result = cli('--mode=proxy_variance', f'--job_dir={job_dir}',
+               f'--search_space={space}',
+               f'--nas_params_str={fixture_sample(space)}',
+               '--proxy_variance_runs=2', f'--params_override={override}',
+               check=True)
+  assert 'coefficient of variation' in result.stdout
+  store = store_lib.Store.open(job_dir, read_only=True)
+  trials = store.trials('proxy_variance')
+  assert [t.status for t in trials] == ['completed'] * 2
+  assert store.job_identity('proxy_variance')['quality_metric'] == metric
+  with open(os.path.join(job_dir, 'variance_and_smoothness.json')) as f:
+    written = json.load(f)
+  assert [r['accuracy'] for r in written['runs']] == [
+      t.metrics[metric] for t in trials]
+  assert [[step for step, _ in r['learning_curve']]
+          for r in written['runs']] == [steps] * 2
