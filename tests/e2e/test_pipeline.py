@@ -2,12 +2,15 @@
 and resumed in each stage), export and report through the CLI."""
 
 import html
+import json
 import os
 
 import pytest
 
 from tests.conftest import DIGITS, TINY_OVERRIDE, cli, kill_cli_when
 from tests.e2e.test_detection_segmentation import TINY
+from tests.e2e.test_pointpillars import TINY_LIDAR
+from tests.e2e.test_segmentation_3d import TINY_3D
 from trainer import artifacts
 from trainer.controller import store as store_lib
 
@@ -167,4 +170,32 @@ def test_detection_pipeline_killed_in_each_stage(tmp_path):
   assert [len([k for k in now if k[0] == s]) for s in STAGES] == [2, 1, 2, 1]
   with open(os.path.join(job_dir, 'export', 'export.json')) as f:
     assert '"final"' in f.read()
+  assert os.path.exists(os.path.join(job_dir, 'report.html'))
+
+
+@pytest.mark.slow  # Two SavedModel exports of 3D models: make test-all.
+@pytest.mark.parametrize('space, override', [
+    ('pointpillars', TINY_LIDAR), ('tunable_unet_encoder', TINY_3D)])
+def test_3d_pipeline_runs_to_an_exported_model_and_report(tmp_path, space,
+                                                         override):
+  """Lidar detection and 3D segmentation through every stage of
+  --mode=pipeline: search, train the best (no augmentation space for either
+  task), export, report."""
+  job_dir = str(tmp_path / 'job')
+  result = cli('--mode=pipeline', f'--job_dir={job_dir}',
+               f'--search_space={space}', '--max_trials=1', '--top_k=1',
+               f'--params_override={override}',
+               f'--train_params_override={override}', '--seed=2',
+               timeout=1800)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert '== 3/5 augmentation search: skipped' in result.stdout
+  now = _all_trials(job_dir)
+  assert {k[0] for k in now} == {'search', 'train'}
+  assert all(t.status == 'completed' for t in now.values())
+  assert now[('train', 1)].nas_params_str == now[('search', 1)].nas_params_str
+  with open(os.path.join(job_dir, 'export', 'export.json')) as f:
+    exported = json.load(f)
+  assert (exported['search_space'], exported['stage']) == (space, 'train')
+  assert os.path.exists(
+      os.path.join(job_dir, 'export', 'saved_model', 'saved_model.pb'))
   assert os.path.exists(os.path.join(job_dir, 'report.html'))
