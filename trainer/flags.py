@@ -137,10 +137,11 @@ flags.DEFINE_integer('trial_memory_limit_mb', None,
                      'trial fails as out of memory (local and Ray trials); '
                      'default no cap.')
 flags.DEFINE_bool('warm_trials', True,
-                  'Local trials: each trial process is a fork of one that '
-                  'has TensorFlow and the trainer imported (about 5 s less '
-                  'per trial), still a process of its own; '
-                  '--nowarm_trials starts a fresh Python for each.')
+                  'Each trial process is a fork of one that has TensorFlow '
+                  'and the trainer imported (about 5 s less per trial), '
+                  'still a process of its own; on Ray, each worker keeps its '
+                  'own such server; --nowarm_trials starts a fresh Python '
+                  'for each.')
 flags.DEFINE_bool('skip_nan_error', True,
                   'A trial whose loss becomes NaN is recorded infeasible (its '
                   'reward 0, not counted by --max_failed_trials) instead of '

@@ -14,9 +14,10 @@ trial gets exactly those Ray assigned its task.
 With --trial_memory_limit_mb each trial's processes are held under that much
 resident memory (`MemoryCap`), as a cgroup's memory limit holds them.
 
-A local trial process is, with `warm_trials`, a fork of a server that has
-TensorFlow imported (warm.py); it is still a process of its own, so all of
-the above holds for it as for a cold `python` one.
+With `warm_trials` a trial process, local or on a Ray worker, is a fork of
+a server that has TensorFlow imported (warm.py; a Ray worker keeps its server
+from task to task); it is still a process of its own, so all of the above
+holds for it as for a cold `python` one.
 """
 
 import contextlib
@@ -426,14 +427,19 @@ class LocalExecutor:
 
 def run_trial_process(python_args: List[str], trial_dir: str,
                       visible_gpus: Optional[Sequence[str]] = None,
-                      memory_limit_mb: Optional[int] = None
-                      ) -> outcome.Outcome:
+                      memory_limit_mb: Optional[int] = None,
+                      warm_trials: bool = False) -> outcome.Outcome:
   """Runs a trial process to its end where this is called (a Ray worker);
-  `visible_gpus` as in `start_process`, `memory_limit_mb` as in
-  `LocalExecutor`."""
-  process, log = start_process(python_args, trial_dir, visible_gpus)
+  `visible_gpus` and `warm_trials` as in `start_process`, `memory_limit_mb`
+  as in `LocalExecutor`. Raises warm.WorkerDied once the trial of a fork
+  server that died has ended."""
+  process, log = start_process(python_args, trial_dir, visible_gpus,
+                               warm_trials)
   try:
     ending = _wait(process, memory_cap(memory_limit_mb))
+  except warm.WorkerDied:
+    warm.wait_gone(process.pid)
+    raise
   finally:
     log.close()
   return ending or outcome.read(trial_dir, process.returncode)
@@ -453,12 +459,14 @@ def _wait(process: subprocess.Popen,
 
 
 def run_ray_task(python_args: List[str], trial_dir: str,
-                 memory_limit_mb: Optional[int] = None) -> outcome.Outcome:
+                 memory_limit_mb: Optional[int] = None,
+                 warm_trials: bool = False) -> outcome.Outcome:
   """A Ray task's trial, on exactly the GPUs Ray assigned the task: none for
   a task given no GPU (to which Ray leaves every GPU of its node)."""
   import ray  # pylint: disable=g-import-not-at-top  (the ray extra)
   assigned = ray.get_runtime_context().get_accelerator_ids().get('GPU', [])
-  return run_trial_process(python_args, trial_dir, assigned, memory_limit_mb)
+  return run_trial_process(python_args, trial_dir, assigned, memory_limit_mb,
+                           warm_trials)
 
 
 class RayExecutor:
@@ -468,6 +476,9 @@ class RayExecutor:
   address, on a local Ray instance sized for `max_parallel_trials` trials.
   The controller and its store stay here. `memory_limit_mb` caps each
   trial's processes as in `LocalExecutor`, enforced by its Ray worker.
+  `warm_trials`: each Ray worker forks its trials from a fork server of its
+  own, which it keeps for its next tasks (workers are kept, GPU ones too:
+  neither a worker nor its server ever starts TensorFlow).
 
   Trial dirs are written by the workers: on a cluster the job dir must be on
   storage every node sees (a shared file system, or gs://).
@@ -477,11 +488,13 @@ class RayExecutor:
                gpus_per_trial: Optional[float] = None,
                max_parallel_trials: int = 1,
                timeout_s: float = 0,
-               memory_limit_mb: Optional[int] = None):
+               memory_limit_mb: Optional[int] = None,
+               warm_trials: bool = False):
     import ray  # pylint: disable=g-import-not-at-top  (the ray extra)
     self.ray = ray
     self.timeout_s = timeout_s or None
     self.memory_limit_mb = memory_limit_mb
+    self.warm_trials = warm_trials
     if not ray.is_initialized():
       options = dict(include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
@@ -494,21 +507,26 @@ class RayExecutor:
     if gpus_per_trial is None:
       gpus_per_trial = 1 if ray.cluster_resources().get('GPU') else 0
     self.gpus_per_trial = gpus_per_trial
-    self._task = ray.remote(run_ray_task).options(
-        num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)
+    options = dict(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
+                   max_retries=0)
+    if warm_trials:  # GPU workers too stay for the next task (Ray's default
+      options['max_calls'] = 0  # for them is one), so that their servers do.
+    self._task = ray.remote(**options)(run_ray_task)
 
   def start(self, python_args: List[str], trial_dir: str,
             on_rerun: Optional[Callable[[str], None]] = None) -> 'RayTrial':
     return RayTrial(self, python_args, trial_dir, on_rerun)
 
   def submit(self, python_args: List[str], trial_dir: str):
-    return self._task.remote(python_args, trial_dir, self.memory_limit_mb)
+    return self._task.remote(python_args, trial_dir, self.memory_limit_mb,
+                             self.warm_trials)
 
 
 class RayTrial:
-  """A trial in flight as a Ray task. A worker or node that dies takes the
-  task with it: the trial is submitted again (up to MAX_WORKER_DEATHS times)
-  and resumes from its last checkpoint; `on_rerun(reason)` is told each time.
+  """A trial in flight as a Ray task. A worker, node or fork server that
+  dies takes the task with it: the trial is submitted again (up to
+  MAX_WORKER_DEATHS times) and resumes from its last checkpoint;
+  `on_rerun(reason)` is told each time.
   """
 
   def __init__(self, executor: RayExecutor, python_args: List[str],
@@ -535,20 +553,26 @@ class RayTrial:
       return ray.get(self._ref)
     except (ray.exceptions.WorkerCrashedError,
             ray.exceptions.NodeDiedError) as e:
-      self._deaths += 1
-      reason = (f'its Ray {"node" if isinstance(e, ray.exceptions.NodeDiedError) else "worker"}'
-                ' died')
-      failure = too_many_deaths(self._deaths, reason)
-      if failure:
-        return failure
-      self._on_rerun(reason)
-      self._ref = self._executor.submit(self._args, self._trial_dir)
-      return None
+      return self._died(
+          f'its Ray {"node" if isinstance(e, ray.exceptions.NodeDiedError) else "worker"}'
+          ' died')
     except ray.exceptions.OutOfMemoryError:
       return outcome.failed(outcome.OOM, 'out of memory: Ray\'s memory '
                             'monitor killed the trial')
     except ray.exceptions.RayError as e:
+      if isinstance(getattr(e, 'cause', None), warm.WorkerDied):
+        return self._died('its fork server died')
       return outcome.failed(outcome.CRASH, ' '.join(str(e).split())[:500])
+
+  def _died(self, reason: str) -> Optional[outcome.Outcome]:
+    """The trial's end after too many deaths, else None: submitted again."""
+    self._deaths += 1
+    failure = too_many_deaths(self._deaths, reason)
+    if failure:
+      return failure
+    self._on_rerun(reason)
+    self._ref = self._executor.submit(self._args, self._trial_dir)
+    return None
 
   def stop(self) -> None:
     """Ends the trial now: its worker is killed, and the trial process with it."""

@@ -266,7 +266,7 @@ def _executor(args):
     return executors.RayExecutor(
         args.ray_address, args.cpus_per_trial, args.gpus_per_trial,
         args.max_parallel_trials, args.trial_timeout,
-        args.trial_memory_limit_mb)
+        args.trial_memory_limit_mb, args.warm_trials)
   except (ConnectionError, RuntimeError) as e:
     raise UsageError(f'cannot use the Ray cluster at '
                      f'{args.ray_address or "a new local instance"}: '
