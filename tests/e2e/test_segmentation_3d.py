@@ -19,7 +19,7 @@ TINY_3D = ('trainer.train_steps=4,trainer.steps_per_loop=2,'
 TUMOUR_CLASSES = (1, 2, 3)  # Oedema, core, enhancing (0: background).
 
 
-def _search(job_dir, max_trials, *flags):
+def _search(job_dir, max_trials, *flags, flops_target=None):
   result = cli(f'--job_dir={job_dir}', '--mode=search',
                '--search_space=tunable_unet_encoder',
                f'--max_trials={max_trials}', '--max_failed_trials=1',
@@ -33,14 +33,21 @@ def _search(job_dir, max_trials, *flags):
   space = search_spaces.get_search_space('tunable_unet_encoder')
   for trial in trials:
     search_spaces.dna_from_nas_params(space, trial.nas_params_str)
-    assert trial.reward == pytest.approx(trial.metrics['dice'])
-    assert trial.metrics['multi_add_flops_billion'] > 0
+    flops = trial.metrics['multi_add_flops_billion']
+    assert flops > 0
+    # Vertex's hard reward: the metric, scaled by T/m only over the target.
+    scale = min(1, flops_target / flops) if flops_target else 1
+    assert trial.reward == pytest.approx(trial.metrics['dice'] * scale)
   return trials
 
 
 def test_encoder_search_trains_two_architectures(tmp_path):
-  trials = _search(tmp_path, 2, f'--params_override={TINY_3D}')
+  """PPO, with a FLOPs target under both models' FLOPs."""
+  trials = _search(tmp_path, 2, f'--params_override={TINY_3D}',
+                   '--algorithm=ppo', '--target_flops_multi_adds_billion=0.01',
+                   flops_target=0.01)
   assert len({t.nas_params_str for t in trials}) == 2
+  assert all(t.reward < t.metrics['dice'] for t in trials)
   for trial in trials:
     assert 0 <= trial.metrics['dice'] <= 1
     assert {f'val_generalized_dice/class_{k}' for k in range(4)} <= set(
