@@ -52,7 +52,8 @@ def test_pointpillars_search_trains_two_architectures(tmp_path):
 @pytest.mark.slow
 def test_a_trained_detector_exports_and_is_timed(tmp_path):
   """The SavedModel serves a lidar frame's points and is timed on a random
-  one (in `make test-all`)."""
+  one; its TFLite conversion serves the same detections (in `make
+  test-all`)."""
   result = cli(f'--job_dir={tmp_path}', '--mode=search',
                '--search_space=pointpillars', '--max_trials=1', '--seed=5',
                f'--params_override={TINY_LIDAR}', timeout=1800)
@@ -65,3 +66,12 @@ def test_a_trained_detector_exports_and_is_timed(tmp_path):
   found = serve(points=tf.constant(scene.points[None]))
   assert found['boxes'].shape == (1, 100, 7)
   assert 0 <= int(found['num_detections'][0]) <= 100
+  # TFLite converts it with builtin ops only, and detects what it detects.
+  exported = json.loads((tmp_path / 'export' / 'export.json').read_text())
+  assert (exported['tflite'], exported['tflite_select_tf_ops']) == (
+      'model.tflite', [])
+  interpreter = tf.lite.Interpreter(str(tmp_path / 'export' / 'model.tflite'))
+  lite = interpreter.get_signature_runner()(points=scene.points[None])
+  assert int(lite['num_detections'][0]) == int(found['num_detections'][0])
+  np.testing.assert_allclose(lite['scores'], found['scores'].numpy(),
+                             atol=1e-4)

@@ -88,6 +88,31 @@ def test_the_densest_pillars_and_the_first_points_are_kept():
   assert p['features'][1, :, 3].numpy().tolist() == [6, 7, 0]
 
 
+def test_pillars_made_under_tflite_equal_tensorflows():
+  """The served model pillarises in its graph: the same pillars under
+  TFLite's builtin ops, for a generated scene with more pillars and points
+  than kept."""
+  grid = pillars.PillarGrid(lidar.POINT_RANGE, (0.64, 0.64), max_pillars=500,
+                            max_points=8)
+
+  class Pillarize(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    def pillarize(self, points):
+      return pillars.pillarize(points, grid)
+
+  module = Pillarize()
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [module.pillarize.get_concrete_function()], module)
+  interpreter = tf.lite.Interpreter(model_content=converter.convert())
+  points = lidar.render_scene(np.random.default_rng([0, 0, 1])).points
+  got = interpreter.get_signature_runner()(points=points)
+  expected = module.pillarize(points)
+  assert int(tf.reduce_sum(tf.cast(expected['num_points'] == 8, tf.int32))) > 0
+  for key, value in expected.items():
+    np.testing.assert_array_equal(got[key], value.numpy())
+
+
 def test_the_feature_net_ignores_padding_and_empty_pillars():
   space = search_spaces.get_search_space('pointpillars')
   spec = search_spaces.materialize(space, pg.random_dna(pg.dna_spec(space),

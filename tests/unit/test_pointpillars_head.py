@@ -80,3 +80,42 @@ def test_outputs_that_equal_the_targets_detect_the_scenes_boxes():
   assert result['AP_3D/car@0.7'] > 0.99
   assert result['APH_BEV/car@0.7'] > 0.99
   assert all(v > 0.99 for v in result.values()), result
+
+
+def test_detections_convert_to_tflite_and_equal_tensorflows():
+  """The served head under TFLite: the scene's boxes, and no detection at
+  all (TFLite's NMS pads its output and cannot take empty tensors)."""
+  rows, cols, per_cell = ANCHORS.shape[:3]
+  specs = {'class_logits': [rows, cols, per_cell, len(lidar.CLASS_NAMES)],
+           'box_residuals': [rows, cols, per_cell, 7],
+           'direction_logits': [rows, cols, per_cell, 2]}
+
+  class Head(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec(s, tf.float32)
+                                  for s in specs.values()])
+    def detect(self, class_logits, box_residuals, direction_logits):
+      return pointpillars_head.detect(
+          {'class_logits': class_logits, 'box_residuals': box_residuals,
+           'direction_logits': direction_logits}, ANCHORS)
+
+  head = Head()
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [head.detect.get_concrete_function()], head)
+  interpreter = tf.lite.Interpreter(model_content=converter.convert())
+  run = interpreter.get_signature_runner()
+  scene = lidar.render_scene(np.random.default_rng([0, 0, 0]))
+  ideal = {k: v.numpy().astype(np.float32)
+           for k, v in _ideal_outputs(_targets(scene), confidence=3).items()}
+  # Scores without ties (whose order TFLite may change), all others under
+  # the threshold.
+  ideal['class_logits'] += np.random.default_rng(0).uniform(
+      0, 0.5, ideal['class_logits'].shape).astype(np.float32)
+  nothing = dict(ideal, class_logits=np.full_like(ideal['class_logits'], -9))
+  for outputs, count in ((ideal, len(scene.boxes)), (nothing, 0)):
+    expected = head.detect(**outputs)
+    got = run(**outputs)
+    assert int(expected['num_detections']) == int(got['num_detections']) == (
+        count)
+    for key in ('boxes', 'scores', 'classes'):
+      np.testing.assert_allclose(got[key], expected[key].numpy(), atol=1e-4)

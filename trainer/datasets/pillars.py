@@ -57,19 +57,23 @@ def pillarize(points: tf.Tensor, grid: PillarGrid) -> Dict[str, tf.Tensor]:
   col = tf.minimum(cell_xy[:, 0], grid.cols - 1)
   row = tf.minimum(cell_xy[:, 1], grid.rows - 1)
   cells, pillar = tf.unique(row * grid.cols + col)
-  count = tf.math.bincount(pillar, minlength=tf.size(cells), dtype=tf.int32)
+  count = tf.math.unsorted_segment_sum(tf.ones_like(pillar), pillar,
+                                       tf.size(cells))
   # The pillars with the most points (top_k is stable: ties by first seen).
   kept = tf.math.top_k(count, k=tf.minimum(tf.size(cells),
                                            grid.max_pillars)).indices
   slot = tf.tensor_scatter_nd_update(
       tf.fill([tf.size(cells)], -1), kept[:, None], tf.range(tf.size(kept)))
   pillar = tf.gather(slot, pillar)
-  # Each point's position among its pillar's points, in point order.
+  # Each point's position among its pillar's points, in point order: its
+  # index in the stably sorted points less that of its pillar's first (a
+  # segment minimum over pillar + 1, the dropped -1 included; TFLite has no
+  # searchsorted).
   order = tf.argsort(pillar, stable=True)
-  sorted_pillar = tf.gather(pillar, order)
-  first = tf.searchsorted(sorted_pillar, sorted_pillar, side='left')
-  position = tf.scatter_nd(order[:, None],
-                           tf.range(tf.size(order)) - first,
+  segment = tf.gather(pillar, order) + 1
+  index = tf.range(tf.size(order))
+  first = tf.math.unsorted_segment_min(index, segment, grid.max_pillars + 1)
+  position = tf.scatter_nd(order[:, None], index - tf.gather(first, segment),
                            tf.shape(order))
   keep = (pillar >= 0) & (position < grid.max_points)
   points, pillar, position = (tf.boolean_mask(t, keep) for t in

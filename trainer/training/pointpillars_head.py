@@ -74,7 +74,8 @@ def detect(outputs: Dict[str, tf.Tensor], anchors: np.ndarray,
            nms_iou: float = 0.5, max_detections: int = 100
            ) -> Dict[str, tf.Tensor]:
   """One frame's outputs (no batch axis) -> boxes (max_detections, 7),
-  scores, classes (1..K; 0 padding) and num_detections."""
+  scores, classes (1..K; 0 padding) and num_detections: per class, the
+  pre_nms_top_k best anchors scoring above score_threshold, after NMS."""
   num_classes = outputs['class_logits'].shape[-1]
   flat_anchors = tf.reshape(tf.constant(anchors, tf.float32), [-1, 7])
   scores = tf.reshape(tf.sigmoid(outputs['class_logits']), [-1, num_classes])
@@ -83,21 +84,26 @@ def detect(outputs: Dict[str, tf.Tensor], anchors: np.ndarray,
                                     output_type=tf.int32), [-1])
   found = []
   for k in range(num_classes):
+    # A fixed number of candidates, the score threshold applied by NMS: no
+    # tensor of data-dependent size before it (TFLite cannot take empty
+    # ones).
     top = tf.math.top_k(scores[:, k], k=min(pre_nms_top_k,
                                             int(flat_anchors.shape[0])))
-    keep = top.values >= score_threshold
-    index = tf.boolean_mask(top.indices, keep)
-    score = tf.boolean_mask(top.values, keep)
+    index, score = top.indices, top.values
     boxes = boxes3d.decode(tf.gather(residuals, index),
                            tf.gather(flat_anchors, index))
     flip = anchors3d.direction_bin(boxes[:, 6]) != tf.gather(directions, index)
     yaw = boxes3d.wrap_angle(boxes[:, 6] + tf.where(flip, np.pi, 0.0))
     boxes = tf.concat([boxes[:, :6], yaw[:, None]], axis=1)
-    x_min, y_min, x_max, y_max = tf.unstack(
-        anchors3d.bev_rectangles(boxes), axis=1)
-    kept = tf.image.non_max_suppression(
-        tf.stack([y_min, x_min, y_max, x_max], axis=1), score,
-        max_detections, iou_threshold=nms_iou)
+    rectangles = tf.gather(anchors3d.bev_rectangles(boxes), [1, 0, 3, 2],
+                           axis=1)  # y_min, x_min, y_max, x_max
+    # Padded, then cut to the valid count: TFLite's NMS always pads, and
+    # the unpadded op converts to padding with the first index.
+    kept, valid = tf.raw_ops.NonMaxSuppressionV4(
+        boxes=rectangles, scores=score, max_output_size=max_detections,
+        iou_threshold=nms_iou, score_threshold=score_threshold,
+        pad_to_max_output_size=True)
+    kept = kept[:valid]
     found.append((tf.gather(boxes, kept), tf.gather(score, kept),
                   tf.fill(tf.shape(kept), k + 1)))
   boxes, scores, classes = (tf.concat(parts, 0) for parts in zip(*found))
