@@ -19,7 +19,8 @@ TINY_3D = ('trainer.train_steps=4,trainer.steps_per_loop=2,'
 TUMOUR_CLASSES = (1, 2, 3)  # Oedema, core, enhancing (0: background).
 
 
-def _search(job_dir, max_trials, *flags, flops_target=None):
+def _search(job_dir, max_trials, *flags, flops_target=None,
+            latency_target=None):
   result = cli(f'--job_dir={job_dir}', '--mode=search',
                '--search_space=tunable_unet_encoder',
                f'--max_trials={max_trials}', '--max_failed_trials=1',
@@ -35,8 +36,10 @@ def _search(job_dir, max_trials, *flags, flops_target=None):
     search_spaces.dna_from_nas_params(space, trial.nas_params_str)
     flops = trial.metrics['multi_add_flops_billion']
     assert flops > 0
-    # Vertex's hard reward: the metric, scaled by T/m only over the target.
+    # Vertex's hard reward: the metric, scaled by T/m over each target.
     scale = min(1, flops_target / flops) if flops_target else 1
+    if latency_target:
+      scale *= min(1, latency_target / trial.metrics['latency_ms'])
     assert trial.reward == pytest.approx(trial.metrics['dice'] * scale)
   return trials
 
@@ -52,6 +55,16 @@ def test_encoder_search_trains_two_architectures(tmp_path):
     assert 0 <= trial.metrics['dice'] <= 1
     assert {f'val_generalized_dice/class_{k}' for k in range(4)} <= set(
         trial.metrics)
+
+
+@pytest.mark.slow  # Exports and times each model: make test-all.
+def test_latency_target_scales_the_dice_reward(tmp_path):
+  """A searched 3D UNet's latency, measured on its exported SavedModel after
+  training, over a target far under it scales the reward."""
+  [trial] = _search(tmp_path, 1, f'--params_override={TINY_3D}',
+                    '--target_device_latency_ms=0.001', latency_target=0.001)
+  assert trial.metrics['latency_ms'] > 0.001
+  assert 0 < trial.reward < trial.metrics['dice']
 
 
 @pytest.mark.slow
