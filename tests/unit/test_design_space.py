@@ -13,7 +13,7 @@ from trainer import artifacts
 from trainer import design_space
 from trainer.modes import design_space as mode
 from trainer.modes.common import UsageError
-from trainer.report import design_space as report_section
+from trainer.report import data
 from trainer.report import page
 
 
@@ -162,12 +162,13 @@ def test_analyse_and_write(tmp_path):
   html = page.render(str(tmp_path), [])
   assert 'id="design_space"' in html and 'id="design-space-ks"' in html
   assert 'data:image/png;base64,' in html and 'no-trials' not in html
-  assert report_section.read(str(tmp_path))['ks'][0]['statistic'] == (
+  assert data.read_result(str(tmp_path), design_space.RESULT_FILE)['ks'][0][
+      'statistic'] == (
       pytest.approx(2 / 3))
 
 
 def test_report_without_a_design_space_result(tmp_path):
-  assert report_section.read(str(tmp_path)) is None
+  assert data.read_result(str(tmp_path), design_space.RESULT_FILE) is None
   assert 'id="design_space"' not in page.render(str(tmp_path), [])
 
 

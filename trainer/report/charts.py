@@ -15,6 +15,11 @@ def esc(value: Any) -> str:
   return html.escape(str(value), quote=True)
 
 
+def number(value: Any, spec: str) -> str:
+  """`value` formatted by `spec`; a dash for a missing (non-numeric) one."""
+  return '–' if not isinstance(value, (int, float)) else format(value, spec)
+
+
 CHART_WIDTH, CHART_HEIGHT = 560, 340
 PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 72, 18, 40, 50
 

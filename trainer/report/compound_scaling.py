@@ -2,35 +2,19 @@
 `--mode=compound_scaling` beside the store) as a chart of accuracy against
 multiply-adds and a table of the grid and the φ models."""
 
-import json
-import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
-from trainer import compound_scaling as scaling
-from trainer import fileio
-from trainer.report.charts import Point, Series, esc, svg_chart
+from trainer.report.charts import Point, Series, esc, number, svg_chart
 
 SECTION_ID = 'compound-scaling'
 TITLE = 'Compound scaling'
-
-
-def read(job_dir: str) -> Optional[Dict[str, Any]]:
-  """The job's compound_scaling.json, or None without one."""
-  path = os.path.join(job_dir, scaling.RESULT_FILE)
-  if not fileio.exists(path):
-    return None
-  return json.loads(fileio.read_text(path))
-
-
-def _num(value: Any, spec: str) -> str:
-  return '' if value is None else format(value, spec)
 
 
 def _row(name: str, phi: int, point: Dict[str, Any], trial: Dict[str, Any],
          ratio: str, best: bool) -> str:
   cells = [name, phi, point.get('alpha_depth', ''),
            point.get('beta_width', ''), point.get('gamma_resolution', ''),
-           _num(trial['accuracy'], '.4f'), _num(trial['flops'], '.4g') + ratio,
+           number(trial['accuracy'], '.4f'), number(trial['flops'], '.4g') + ratio,
            trial['sizes']['input_size'][0], trial['status']]
   return (('<tr class="best">' if best else '<tr>') +
           ''.join(f'<td data-value="{esc(c)}">{esc(c)}</td>' for c in cells) + '</tr>')

@@ -5,12 +5,15 @@ they read the store once here and share `StageView`s. Reading only, so a
 report can be written while a search is still going on.
 """
 
+import json
 import math
+import os
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import pyglove as pg
 
 import search_spaces
+from trainer import fileio
 from trainer.controller import leaderboard
 from trainer.objective import FLOPS, LATENCY, MEMORY  # pylint: disable=unused-import  (the report's cost columns)
 from trainer.controller import store as store_lib
@@ -23,6 +26,18 @@ STAGE_TITLES = {
     'compound_scaling_grid': 'Compound scaling grid (φ=1, proxy)',
     'compound_scaling': 'Compound scaling: the φ models',
 }
+
+
+def read_result(job_dir: str, file_name: str) -> Optional[Dict[str, Any]]:
+  """A mode's JSON result beside the store (design_space.json,
+  compound_scaling.json); None without one, or when it cannot be parsed."""
+  path = os.path.join(job_dir, file_name)
+  if not fileio.exists(path):
+    return None
+  try:
+    return json.loads(fileio.read_text(path))
+  except ValueError:
+    return None
 
 
 class Architectures:

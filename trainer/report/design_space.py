@@ -2,39 +2,23 @@
 (design_space.json and its PNG, embedded) when the job dir has one."""
 
 import base64
-import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from trainer import design_space
 from trainer import fileio
-from trainer.report.charts import esc
+from trainer.report.charts import esc, number
 
 SECTION_ID = 'design_space'
 TITLE = 'Design-space comparison'
 
 
-def read(job_dir: str) -> Optional[Dict[str, Any]]:
-  """The job's design_space.json, None without one (or unreadable)."""
-  path = os.path.join(job_dir, design_space.RESULT_FILE)
-  if not fileio.exists(path):
-    return None
-  try:
-    return json.loads(fileio.read_text(path))
-  except ValueError:
-    return None
-
-
-def _number(value: Any, spec: str) -> str:
-  return '–' if not isinstance(value, (int, float)) else format(value, spec)
-
-
 def card(result: Dict[str, Any]) -> str:
   """The header's lines: the spaces, n and min error, the KS statistics."""
   spaces = ', '.join(
-      f'{esc(s["name"])} (n={s["n"]}, min error {_number(s["min_error"], ".4f")})'
+      f'{esc(s["name"])} (n={s["n"]}, min error {number(s["min_error"], ".4f")})'
       for s in result.get('spaces', []))
-  ks = ', '.join(f'{esc(k["a"])}/{esc(k["b"])} {_number(k["statistic"], ".3f")}'
+  ks = ', '.join(f'{esc(k["a"])}/{esc(k["b"])} {number(k["statistic"], ".3f")}'
                  for k in result.get('ks', []))
   return (f'<div class="card"><h3><a href="#{SECTION_ID}">{TITLE}</a></h3>'
           f'<p>{spaces}</p><p>KS: {ks}</p></div>')
@@ -53,10 +37,10 @@ def section(job_dir: str, result: Dict[str, Any]) -> str:
     flops, params = s.get('flops', {}), s.get('params', {})
     rows.append(
         f'<tr><td>{esc(s["name"])}</td><td>{s["n"]}</td><td>{s["failed"]}</td>'
-        f'<td>{_number(s["min_error"], ".4f")}</td>'
-        f'<td>{_number(s["median_error"], ".4f")}</td>'
-        f'<td>{_number(flops.get("median"), ".4g")}</td>'
-        f'<td>{_number(params.get("median"), ",.0f")}</td></tr>')
+        f'<td>{number(s["min_error"], ".4f")}</td>'
+        f'<td>{number(s["median_error"], ".4f")}</td>'
+        f'<td>{number(flops.get("median"), ".4g")}</td>'
+        f'<td>{number(params.get("median"), ",.0f")}</td></tr>')
   parts.append(
       '<h3>Spaces</h3><div class="scroll"><table class="design-space" '
       'id="design-space-spaces"><thead><tr><th>space</th><th>models</th>'
@@ -65,7 +49,7 @@ def section(job_dir: str, result: Dict[str, Any]) -> str:
       + ''.join(rows) + '</tbody></table></div>')
   ks_rows = ''.join(
       f'<tr><td>{esc(k["a"])}</td><td>{esc(k["b"])}</td>'
-      f'<td>{_number(k["statistic"], ".4f")}</td>'
+      f'<td>{number(k["statistic"], ".4f")}</td>'
       f'<td>{esc(k.get("dominant") or "neither")}</td></tr>'
       for k in result.get('ks', []))
   parts.append(
@@ -85,7 +69,7 @@ def section(job_dir: str, result: Dict[str, Any]) -> str:
     median = fit['median']
     fit_rows.append(
         f'<tr><td>{esc(s["name"])}</td><td>{fit["models"]}</td>'
-        + ''.join(f'<td>{_number(median[k], ".3g")}</td>'
+        + ''.join(f'<td>{number(median[k], ".3g")}</td>'
                   for k in ('w0', 'wa', 'wm', 'e_fit', 'linear_wa'))
         + '</tr>')
   parts.append(

@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import search_spaces
 from proxy_tasks import kendall
 from trainer import artifacts
+from trainer import compound_scaling
+from trainer import design_space
 from trainer import fileio
 from trainer import objective
 from trainer.controller import leaderboard
@@ -21,7 +23,7 @@ from trainer.controller import store as store_lib
 from trainer.report.charts import Point, Series, esc, pareto_front, svg_chart
 from trainer.report.data import (FLOPS, LATENCY, MEMORY, STAGE_TITLES,
                                  StageView, accuracy, architecture_summaries,
-                                 is_number, read_job)
+                                 is_number, read_job, read_result)
 from trainer.report.drawings import architecture_html
 from trainer.report import design_space as design_space_section
 from trainer.report import compound_scaling as compound_scaling_section
@@ -431,13 +433,13 @@ def render(job_dir: str, views: Sequence[StageView]) -> str:
                  for v in views)
   cards = ''.join(_stage_card(v) for v in views)
   sections = ''.join(_stage_section(v, job_dir, by_stage) for v in views)
-  design = design_space_section.read(job_dir)  # --mode=design_space's.
+  design = read_result(job_dir, design_space.RESULT_FILE)
   if design is not None:
     nav += (f' <a href="#{design_space_section.SECTION_ID}">'
             f'{design_space_section.TITLE}</a>')
     cards += design_space_section.card(design)
     sections += design_space_section.section(job_dir, design)
-  scaling = compound_scaling_section.read(job_dir)  # --mode=compound_scaling's.
+  scaling = read_result(job_dir, compound_scaling.RESULT_FILE)
   if scaling is not None:
     nav += (f' <a href="#{compound_scaling_section.SECTION_ID}">'
             f'{compound_scaling_section.TITLE}</a>')
