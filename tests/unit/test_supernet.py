@@ -1,0 +1,105 @@
+"""The supernet holds every architecture of its space: a path computes what
+the stand-alone Model Garden model of that architecture computes once the
+shared weights are sliced into it, and masking equals the smaller kernel."""
+
+import random
+
+import numpy as np
+import pyglove as pg
+import pytest
+import tensorflow as tf
+
+import search_spaces
+from official.core import task_factory
+from trainer import spec as spec_lib
+from trainer.oneshot import supernet as supernet_lib
+from trainer.training import trial
+
+INPUT = 32
+
+
+def _sizes(space):
+  backbone = f'task.model.backbone.tunable_{space}'
+  return (f'task.model.num_classes=7,task.model.input_size=[{INPUT},{INPUT},3],'
+          f'{backbone}.filter_size_scale=0.25,'
+          f'{backbone}.endpoints_num_filters=48')
+
+
+def _prepared(space, nas_params_str, data):
+  return trial.prepare(spec_lib.TrialSpec(
+      search_space=space, nas_params_str=nas_params_str,
+      experiment='nas_image_classification',
+      config_file='mnasnet_classification_search_cpu',
+      params_override=_sizes(space), train_data=data, eval_data=data))
+
+
+def covering_dnas(space_name, extra=2):
+  """DNAs that together take every candidate of every decision (the i-th
+  takes candidate i mod n of each), and `extra` random ones."""
+  dna_spec = pg.dna_spec(search_spaces.get_search_space(space_name))
+  counts = [len(p.candidates) for p in dna_spec.decision_points]
+  rng = random.Random(0)
+  numbers = [[i % n for n in counts] for i in range(max(counts))]
+  numbers += [[rng.randrange(n) for n in counts] for _ in range(extra)]
+  return [pg.DNA.from_numbers(n, dna_spec) for n in numbers]
+
+
+def _randomise_norms(model):
+  """Batch norms whose statistics and affine terms are not the identity, so
+  an inference pass would show a wrong slice."""
+  rng = np.random.default_rng(1)
+  for v in model.variables:
+    if any(k in v.name for k in ('gamma', 'beta', 'moving_mean', 'bias')):
+      v.assign(rng.uniform(-0.5, 0.5, v.shape) + (1 if 'gamma' in v.name
+                                                  else 0))
+    elif 'moving_variance' in v.name:
+      v.assign(rng.uniform(0.5, 1.5, v.shape))
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+  path = tmp_path_factory.mktemp('data') / 'empty.tfrecord'
+  path.write_bytes(b'')
+  return str(path)
+
+
+@pytest.mark.parametrize('space', ['mnasnet', 'efficientnet_v2'])
+def test_every_path_equals_its_standalone_model_with_the_shared_weights(
+    space, data):
+  images = tf.random.stateless_uniform([4, INPUT, INPUT, 3], (0, 1))
+  first = _prepared(space, search_spaces.nas_params_from_dna(
+      covering_dnas(space)[0]), data)
+  net = supernet_lib.from_config(space, first.params.task.model)
+  _randomise_norms(net)
+  for dna in covering_dnas(space):
+    prepared = _prepared(space, search_spaces.nas_params_from_dna(dna), data)
+    model = task_factory.get_task(prepared.params.task).build_model()
+    supernet_lib.copy_into(model, net, prepared.spec)
+    numbers = tf.constant(dna.to_numbers(), tf.int32)
+    for training in (False, True):
+      expected = model(images, training=training)
+      got = net(images, numbers, training=training)
+      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4,
+                                 err_msg=f'{prepared.spec.summary()} '
+                                 f'training={training}')
+    tf.keras.backend.clear_session()
+
+
+@pytest.mark.parametrize('strides', [1, 2])
+@pytest.mark.parametrize('size', [7, 8])
+def test_a_masked_largest_kernel_is_the_smaller_kernel(strides, size):
+  kernel = tf.random.stateless_normal([5, 5, 6, 1], (2, 3))
+  x = tf.random.stateless_normal([1, size, size, 6], (4, 5))
+  masks = supernet_lib.kernel_masks([3, 5], 5)
+  masked = tf.nn.depthwise_conv2d(x, kernel * masks[0][:, :, None, None],
+                                  [1, strides, strides, 1], 'SAME')
+  small = tf.nn.depthwise_conv2d(x, kernel[1:4, 1:4],
+                                 [1, strides, strides, 1], 'SAME')
+  np.testing.assert_allclose(masked, small, atol=1e-5)
+  np.testing.assert_array_equal(masks[1], np.ones([5, 5]))
+
+
+def test_a_space_without_a_supernet_is_a_one_line_error():
+  with pytest.raises(ValueError, match='one-shot search covers mnasnet, '
+                     'efficientnet_v2, not nasfpn'):
+    supernet_lib.space_groups('nasfpn')
