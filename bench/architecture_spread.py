@@ -65,20 +65,23 @@ def summary(nas_params_str: str) -> str:
 
 class Runner:
   """Runs trials one after another as trials 1, 2, ... of one job dir, so
-  the built-in data is written once, by the first."""
+  the built-in data is written once, by the first. `stage` picks the config
+  family: 'search' (the proxy) or 'train' (full training)."""
 
-  def __init__(self, job_dir: str, override: str):
+  def __init__(self, job_dir: str, override: str, stage: str = 'search'):
     # pylint: disable=g-import-not-at-top  (TensorFlow, in the trial only)
     from trainer.controller import executors
     self._executor = executors.LocalExecutor()
     self._job_dir, self._override, self._next_id = job_dir, override, 1
+    self._stage = stage
 
   def accuracy(self, nas_params_str: str, seed: int) -> Dict[str, float]:
     from trainer import artifacts  # pylint: disable=g-import-not-at-top
     trial_id, self._next_id = self._next_id, self._next_id + 1
     spec = spec_lib.TrialSpec('mnasnet', nas_params_str=nas_params_str,
-                              seed=seed, params_override=self._override)
-    trial_dir = artifacts.trial_dir(self._job_dir, 'search', trial_id)
+                              seed=seed, params_override=self._override,
+                              stage=self._stage)
+    trial_dir = artifacts.trial_dir(self._job_dir, self._stage, trial_id)
     outcome = self._executor.run(spec.to_argv(self._job_dir, trial_id),
                                  trial_dir)
     if outcome.error:

@@ -21,7 +21,7 @@ from trainer.training import devices
 MODES = ('search', 'train', 'augment_search', 'augment_preview', 'pipeline',
          'export', 'report', 'trial', 'list', 'make_data',
          'proxy_model_selection', 'proxy_variance', 'proxy_search',
-         'design_space', 'compound_scaling')
+         'design_space', 'compound_scaling', 'oneshot_search')
 STAGES = tuple(artifacts.STAGE_DIRS)
 # --distribution_strategy: Model Garden's runtime strategies ('' keeps the
 # config's).
@@ -308,6 +308,26 @@ flags.DEFINE_integer('compound_scaling_grid_points', 3,
 flags.DEFINE_integer('compound_scaling_max_phi', 3,
                      '--mode=compound_scaling: the best point\'s φ = 1..K '
                      'models trained fully.')
+
+# --- One-shot search (--mode=oneshot_search)
+flags.DEFINE_float('oneshot_warmup_fraction', 0.25,
+                   '--mode=oneshot_search: the first fraction of the '
+                   'supernet\'s trainer.train_steps trains paths drawn '
+                   'uniformly, before the policy learns (TuNAS).')
+flags.DEFINE_float('oneshot_policy_learning_rate', 0.05,
+                   '--mode=oneshot_search: Adam learning rate of the '
+                   'policy\'s logits.')
+flags.DEFINE_float('oneshot_cost_penalty', 0.5,
+                   '--mode=oneshot_search: -β of the absolute reward '
+                   'accuracy + β|FLOPs/target - 1| with '
+                   '--target_flops_multi_adds_billion.')
+flags.DEFINE_integer('oneshot_checkpoint_steps', 50,
+                     '--mode=oneshot_search: steps between checkpoints (and '
+                     'progress lines); a killed search resumes from the last.')
+flags.DEFINE_integer('oneshot_rank_samples', 0,
+                     '--mode=oneshot_search: also evaluate this many random '
+                     'architectures (from --seed) with the supernet\'s '
+                     'weights, into oneshot.json.')
 
 # --- The Vertex AI NAS trainer's flags (--mode=trial)
 # Its container's command line (cloud_search_main.py), translated into ours by

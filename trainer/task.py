@@ -26,6 +26,9 @@ Modes:
   design_space     sample and train --design_space_samples models of each of
                    --design_spaces; error EDFs, KS statistics and the fitted
                    quantised linear widths in design_space.json/.png
+  oneshot_search   TuNAS's weight-sharing search of mnasnet or
+                   efficientnet_v2: a supernet trained once while a policy
+                   learns the best path; its result is a search trial
   compound_scaling EfficientNet's compound scaling of a fixed architecture:
                    a grid of (α, β, γ) at φ=1 on the proxy, then the best's
                    φ=1..K models; compound_scaling.json/.png
@@ -50,6 +53,7 @@ from trainer.controller import search
 from trainer.controller import store as store_lib
 from trainer.modes import compound_scaling
 from trainer.modes import design_space
+from trainer.modes import oneshot
 from trainer.modes import proxy
 from trainer.modes import stages
 from trainer.modes import tools
@@ -71,6 +75,7 @@ MODE_TABLE = {
     'proxy_search': proxy.run_proxy_search,
     'compound_scaling': compound_scaling.run_compound_scaling,
     'design_space': design_space.run_design_space,
+    'oneshot_search': oneshot.run_oneshot_search,
 }
 # Errors that are the user's to fix: one line on stderr and exit status 1.
 USER_ERRORS = (ValueError, FileNotFoundError, store_lib.StoreError,

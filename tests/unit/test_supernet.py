@@ -103,3 +103,18 @@ def test_a_space_without_a_supernet_is_a_one_line_error():
   with pytest.raises(ValueError, match='one-shot search covers mnasnet, '
                      'efficientnet_v2, not nasfpn'):
     supernet_lib.space_groups('nasfpn')
+
+
+@pytest.mark.parametrize('space', ['mnasnet', 'efficientnet_v2'])
+def test_the_rewards_multiply_adds_are_within_6_percent_of_a_trials_count(
+    space, data):
+  """The one-shot reward counts convolutions and the classifier; a trial's
+  profiler count adds the element-wise ops (norms, residuals, gates)."""
+  net = None
+  for dna in covering_dnas(space, extra=0):
+    prepared = _prepared(space, search_spaces.nas_params_from_dna(dna), data)
+    net = net or supernet_lib.from_config(space, prepared.params.task.model)
+    counted = trial.estimate_flops(prepared)
+    ratio = supernet_lib.multiply_adds(
+        net, prepared.spec, prepared.params.task.model.input_size) / counted
+    assert 0.94 <= ratio <= 1.0, prepared.spec.summary()

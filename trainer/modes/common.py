@@ -128,7 +128,7 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
     raise UsageError(f'--trial_memory_limit_mb={args.trial_memory_limit_mb}: '
                      'give a positive number of MB (or leave it out: no cap)')
   store_lib.check_writable(stage_dir)  # Built-in data is written there first.
-  _check_existing_store(stage_dir)  # Before built-in data is written.
+  check_existing_store(stage_dir)  # Before built-in data is written.
   data_dir = artifacts.data_dir(stage_dir)
   space = search_spaces.get_search_space(template.search_space)
   if proposals is None:
@@ -158,7 +158,7 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
               **goal.identity(), **_search_settings(args, algorithm_name),
               **(identity_extra or {})}
   executor = _executor(args)
-  _check_existing_store(stage_dir, stage, identity)
+  check_existing_store(stage_dir, stage, identity)
   store = store_lib.Store.open(stage_dir, create=True)
   # Closed however the stage ends: a refused resume leaves no -wal/-shm.
   with contextlib.closing(store), search.ControllerLock(
@@ -206,7 +206,7 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
   return trials
 
 
-def _check_existing_store(stage_dir: str, stage: Optional[str] = None,
+def check_existing_store(stage_dir: str, stage: Optional[str] = None,
                           identity: Optional[Dict[str, Any]] = None) -> None:
   """Refuses a store this version cannot use, or a resume with a different
   identity, reading the store as it is: a refused command leaves its files

@@ -156,8 +156,11 @@ class SuperBlock(tf_keras.layers.Layer):
   def _activate(self, x, path: Path):
     if len(self.activations) == 1:
       return tf_keras.activations.get(self.activations[0])(x)
-    return tf.switch_case(path.activation, [
-        (lambda a=a: tf_keras.activations.get(a)(x)) for a in self.activations])
+    # Every candidate, then the chosen one: a switch_case here would nest in
+    # call()'s, whose gradient TensorFlow 2.20 cannot build (cond_v2's
+    # _resolve_grad_inputs assertion).
+    return tf.gather(tf.stack([tf_keras.activations.get(a)(x)
+                               for a in self.activations]), path.activation)
 
   def _conv(self, x, path: Path, training):
     kernel = self.conv_kernel * path.kernel_mask[:, :, None, None]
@@ -331,6 +334,44 @@ class Supernet(tf_keras.Model):
     self(tf.zeros([1, *input_size]), tf.zeros(
         [len(pg.dna_spec(search_spaces.get_search_space(
             self.space_name)).decision_points)], tf.int32), training=False)
+
+
+def multiply_adds(net: Supernet, spec: Any, input_size: Sequence[int]) -> float:
+  """Multiply-adds (billions) of the convolutions and the classifier of
+  architecture `spec` at `net`'s sizes, one `input_size` image: the cost a
+  one-shot reward needs at every step, counted without building the model.
+  """
+  side = lambda s, strides: -(-s // strides)  # 'SAME' padding.
+  h, w = side(input_size[0], 2), side(input_size[1], 2)
+  total = h * w * 9 * input_size[2] * net.stem_width
+  in_width = net.stem_width
+  for block_spec in spec.blocks:
+    out_width = net.scaled(block_spec.output_filters)
+    k = block_spec.kernel_size
+    branch = getattr(block_spec, net.branch_field)
+    for r in range(compound_scaling.round_repeats(block_spec.num_repeats,
+                                                  net.depth_multiplier)):
+      width = in_width if r == 0 else out_width
+      strides = block_spec.strides if r == 0 else 1
+      out_h, out_w = side(h, strides), side(w, strides)
+      expanded = width * block_spec.expand_ratio
+      if branch == 'conv':
+        total += out_h * out_w * k * k * width * out_width
+      else:
+        if branch == 'fused_mbconv':
+          total += out_h * out_w * k * k * width * expanded
+        else:
+          if block_spec.expand_ratio > 1:
+            total += h * w * width * expanded
+          total += out_h * out_w * k * k * expanded
+        if block_spec.se_ratio:
+          total += 2 * expanded * se_width(width, block_spec.se_ratio)
+        total += out_h * out_w * expanded * out_width
+      h, w = out_h, out_w
+    in_width = out_width
+  total += h * w * in_width * net.head.filters
+  total += net.head.filters * net.classifier.units
+  return total / 1e9
 
 
 def from_config(space_name: str, model_config: Any) -> Supernet:

@@ -433,7 +433,7 @@ def run(prepared: PreparedTrial, trial_dir: str,
     # Counting FLOPs traces the forward pass, which also builds a subclassed
     # model's lazy layers (RetinaNet's head, a segmentation head).
     flops = _count_flops(trainer.model, params.task.model)
-    _create_slots(trainer.optimizer, trainer.model.trainable_variables)
+    create_slots(trainer.optimizer, trainer.model.trainable_variables)
   setup_done = time.time()
   # Model Garden's runner sets up the Orbit controller (checkpoints,
   # summaries, actions); its run() would count the FLOPs again afterwards,
@@ -505,7 +505,7 @@ def best_checkpoint(trial_dir: str) -> Optional[str]:
           or tf.train.latest_checkpoint(trial_dir))
 
 
-def _create_slots(optimizer: Any, variables: List[tf.Variable]) -> None:
+def create_slots(optimizer: Any, variables: List[tf.Variable]) -> None:
   """Creates the optimizer's slot variables before the first training step.
   With the model built too, no variable is left for Orbit's training loop
   to create in its first trace, which a tf.function would then trace again
