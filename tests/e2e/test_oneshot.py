@@ -74,10 +74,14 @@ def test_oneshot_search_resumes_after_sigkill_and_its_result_retrains(
   # supernet's weights, which export turns into a serving model.
   assert os.path.exists(os.path.join(trial_dir, 'params.yaml'))
   exported_and_timed(job_dir)
+  listed = cli('--mode=list', f'--job_dir={job_dir}', check=True).stdout
+  assert 'trials: 1 completed' in listed
+  cli('--mode=report', f'--job_dir={job_dir}', check=True)
+  assert (job_dir / 'report.html').exists()
 
   again = cli(*flags, check=True)
   assert 'one-shot step' not in again.stdout
-  assert trial.nas_params_str in again.stdout or 'best' in again.stdout
+  assert f'best trial: {trial.id}' in again.stdout
 
   train_dir = tmp_path / 'train'
   cli('--mode=train', f'--job_dir={train_dir}',

@@ -207,7 +207,7 @@ def run_stage(args, stage_dir: str, template: spec_lib.TrialSpec,
 
 
 def check_existing_store(stage_dir: str, stage: Optional[str] = None,
-                          identity: Optional[Dict[str, Any]] = None) -> None:
+                         identity: Optional[Dict[str, Any]] = None) -> None:
   """Refuses a store this version cannot use, or a resume with a different
   identity, reading the store as it is: a refused command leaves its files
   (db, -wal, -shm) byte for byte as they were."""
