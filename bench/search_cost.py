@@ -64,6 +64,9 @@ SMOKE_OVERRIDE = ('task.builtin_data=digits,task.model.input_size=[32,32,3],'
 # batch's size (the config's 128 would double its compute).
 VALIDATION_BATCH = 'task.validation_data.global_batch_size'
 TRAIN_BATCH = 'task.train_data.global_batch_size'
+# The one-shot search's warm-up (uniform paths, no policy steps), passed as
+# its flag so that oneshot_steps() counts the compute it runs with.
+WARMUP_FRACTION = 0.25
 
 
 def cli(*flags: str) -> float:
@@ -130,6 +133,7 @@ def oneshot(args, job_dir: str, steps: int, batch: int) -> Dict[str, object]:
              f'--target_flops_multi_adds_billion={args.target_flops}',
              f'--params_override={override}', f'--seed={args.seed}',
              f'--oneshot_rank_samples={args.rank_samples}',
+             f'--oneshot_warmup_fraction={WARMUP_FRACTION}',
              f'--oneshot_checkpoint_steps={max(1, steps // 5)}')
   with open(os.path.join(job_dir, oneshot_mode.ONESHOT_DIR,
                          oneshot_mode.RESULT_FILE)) as f:
@@ -181,7 +185,7 @@ def main() -> None:
 
   multi = multi_trial(args, os.path.join(root, 'multi_trial'))
   steps = oneshot_steps(multi['compute'], args.compute_fraction,
-                        multi['batch'], 0.25)
+                        multi['batch'], WARMUP_FRACTION)
   shot = oneshot(args, os.path.join(root, 'oneshot'), steps, multi['batch'])
 
   print(f'stand-alone proxy training of the {len(shot["ranked"])} ranked '

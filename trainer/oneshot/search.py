@@ -39,7 +39,6 @@ class Settings:
   cost_penalty: float = 0.5
   target_flops: float = 0.0  # Multiply-adds (billions); 0: no cost term.
   checkpoint_steps: int = 50
-  rank_samples: int = 0
 
 
 def absolute_reward(quality: float, cost: float, target: float,
@@ -102,22 +101,22 @@ class OneShotSearch:
     return loss
 
   @tf.function
-  def _correct(self, images, labels, numbers, training=False):
-    logits = self.net(images, numbers, training=training)
+  def _correct(self, images, labels, numbers):
+    logits = self.net(images, numbers, training=False)
     labels = tf.cast(labels, tf.int64)
     return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels),
                                  tf.float32)), tf.shape(labels)[0]
 
   # --- Paths.
 
+  def _dna(self, numbers) -> pg.DNA:
+    return pg.DNA.from_numbers([int(n) for n in numbers], self.dna_spec)
+
   def spec(self, numbers) -> Any:
-    return search_spaces.materialize(
-        self.space, pg.DNA.from_numbers([int(n) for n in numbers],
-                                        self.dna_spec))
+    return search_spaces.materialize(self.space, self._dna(numbers))
 
   def nas_params_str(self, numbers) -> str:
-    return search_spaces.nas_params_from_dna(
-        pg.DNA.from_numbers([int(n) for n in numbers], self.dna_spec))
+    return search_spaces.nas_params_from_dna(self._dna(numbers))
 
   def cost(self, numbers) -> float:
     return supernet_lib.multiply_adds(self.net, self.spec(numbers),
