@@ -127,7 +127,6 @@ def test_a_training_step_on_a_path_is_the_standalone_models_step(space, data):
   SGD step on a path (block types mixed) leaves the weights one
   SGD step on the stand-alone model gives."""
   images = tf.random.stateless_uniform([4, INPUT, INPUT, 3], (0, 1))
-  later = tf.random.stateless_uniform([4, INPUT, INPUT, 3], (2, 3))
   dna = covering_dnas(space, extra=1)[-1]  # Random: block types mixed.
   numbers = dna.to_numbers()
   prepared = _prepared(space, search_spaces.nas_params_from_dna(dna), data)
@@ -135,6 +134,7 @@ def test_a_training_step_on_a_path_is_the_standalone_models_step(space, data):
   task = task_factory.get_task(prepared.params.task)
   stepped = task.build_model()
   supernet_lib.copy_into(stepped, net, prepared.spec)
+  before = [w.numpy() for w in stepped.weights]
   weights = tf.random.stateless_normal([4, 7], (6, 7))
   path = tf.constant(numbers, tf.int32)
   for model, call in ((stepped, lambda: stepped(images, training=True)),
@@ -146,10 +146,14 @@ def test_a_training_step_on_a_path_is_the_standalone_models_step(space, data):
         zip(tape.gradient(loss, variables), variables))
   copied = task.build_model()
   supernet_lib.copy_into(copied, net, prepared.spec)
-  # Logits reach 30 after a step of 0.5: float32 rounding differs at 1e-4.
-  np.testing.assert_allclose(copied(later, training=True),
-                             stepped(later, training=True),
-                             rtol=1e-3, atol=1e-3,
-                             err_msg=prepared.spec.summary())
-  assert not np.allclose(copied(later, training=True),
-                         task.build_model()(later, training=True), atol=1e-3)
+  # Each weight's update equals the stand-alone one to 0.1 % of its size,
+  # or 1e-3 where the true gradient is zero (a norm's beta before another
+  # norm): the threads' float32 summation order differs. A forward pass
+  # after the step, with logits near 30, showed it at 1e-3.
+  for mine, theirs, start in zip(copied.weights, stepped.weights, before):
+    error = np.linalg.norm(mine.numpy() - theirs.numpy())
+    assert error <= 1e-3 * np.linalg.norm(theirs.numpy() - start) + 1e-3, (
+        f'{theirs.name} of {prepared.spec.summary()}: {error}')
+  moved = [w.name for w, b in zip(stepped.weights, before)
+           if not np.allclose(w, b)]
+  assert len(moved) > len(before) / 2, moved
