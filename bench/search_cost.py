@@ -29,7 +29,9 @@ figures that mean nothing.
 
 Ends with one line of JSON: multi_trial_compute, oneshot_compute,
 compute_ratio, multi_trial_accuracy, oneshot_accuracy (means over seeds;
-`_std` beside each), supernet_kendall_tau, and wall times.
+`_std` beside each), supernet_kendall_tau, the supernet's final training
+loss beside a uniform prediction's (at chance, its ranking means nothing),
+and wall times.
 """
 
 import argparse
@@ -143,6 +145,8 @@ def oneshot(args, job_dir: str, steps: int, batch: int) -> Dict[str, object]:
           'compute': figures['train_examples'] + figures['validation_examples'],
           'wall_s': wall, 'supernet_steps': steps,
           'search_s': figures['search_s_this_run'],
+          'final_train_loss': figures['final_train_loss'],
+          'chance_loss': figures['chance_loss'],
           'search_accuracy': result['metrics']['top_1_accuracy'],
           'flops': result['metrics']['multi_add_flops_billion'],
           'ranked': result['ranked_samples']}
@@ -213,7 +217,9 @@ def main() -> None:
     print(f'{name:>12}  {r["compute"]:>9}  {r["wall_s"]:7.0f}  '
           f'{r["flops"] * 1e3:7.2f}  {accuracy:>17}  '
           f'{summary(r["nas_params_str"])}')
-  print(f'\nsupernet accuracy vs stand-alone proxy accuracy '
+  print(f'\nsupernet training loss at the end {shot["final_train_loss"]:.4f}'
+        f' (a uniform prediction\'s: {shot["chance_loss"]:.4f})')
+  print(f'supernet accuracy vs stand-alone proxy accuracy '
         f'({len(shot["ranked"])} architectures), Kendall τ = {tau}')
   for s in shot['ranked']:
     print(f'  {s["supernet_accuracy"]:.3f}  {s["standalone_accuracy"]:.3f}  '
@@ -230,6 +236,8 @@ def main() -> None:
       'multi_trial_wall_s': round(multi['wall_s'], 1),
       'oneshot_wall_s': round(shot['wall_s'], 1),
       'oneshot_supernet_s': round(shot['search_s'], 1),
+      'supernet_final_train_loss': round(shot['final_train_loss'], 4),
+      'supernet_chance_loss': round(shot['chance_loss'], 4),
       'wall_ratio': round(shot['wall_s'] / multi['wall_s'], 4),
       'multi_trial_flops': round(multi['flops'], 5),
       'oneshot_flops': round(shot['flops'], 5),

@@ -64,3 +64,14 @@ def test_absolute_reward_penalises_both_sides_of_the_target():
   assert oneshot.absolute_reward(0.8, 1.5, 1.0, 0.5) == pytest.approx(0.55)
   assert oneshot.absolute_reward(0.8, 0.5, 1.0, 0.5) == pytest.approx(0.55)
   assert oneshot.absolute_reward(0.8, 9.0, 0.0, 0.5) == pytest.approx(0.8)
+
+
+def test_a_supernet_learned_only_once_its_loss_left_a_uniform_predictions():
+  chance = np.log(15)  # 2.708: what a supernet at chance reports.
+  assert not oneshot.learned(2.72, 15)
+  assert not oneshot.learned(0.96 * chance, 15)
+  assert oneshot.learned(0.9 * chance, 15)
+  assert oneshot.learned(0.63, 15)  # The equal-compute bench's supernet.
+  # The same loss is chance for 10 classes (2.303) but not for 1001.
+  assert not oneshot.learned(2.3, 10)
+  assert oneshot.learned(2.3, 1001)

@@ -117,6 +117,13 @@ def _search(store, job_dir, args, template, prepared, settings, goal,
         f'{prepared.params.trainer.train_steps} steps', flush=True)
   run = oneshot.OneShotSearch(args.search_space, prepared, settings, work_dir)
   figures = run.run(lambda line: print(line, flush=True))
+  if figures['final_train_loss'] is not None and not oneshot.learned(
+      figures['final_train_loss'], prepared.params.task.model.num_classes):
+    print(f'warning: the supernet\'s training loss '
+          f'{figures["final_train_loss"]:.4f} is still at chance (ln classes '
+          f'= {figures["chance_loss"]:.4f}): its accuracies rank nothing, so '
+          'its result is no better than a random architecture; give it more '
+          'steps (trainer.train_steps)', flush=True)
   best = run.policy.most_likely()
   nas_params_str = run.nas_params_str(best)
   metrics = {prepared.quality_metric: run.evaluate(best),

@@ -28,6 +28,9 @@ CHECKPOINT_SUBDIR = 'checkpoints'
 # Batches whose statistics a path's batch norms are recalibrated on before
 # it is evaluated with inherited weights.
 RECALIBRATION_BATCHES = 10
+# A supernet whose final training loss is above this share of a uniform
+# prediction's (ln classes) has not learned: its accuracies rank nothing.
+CHANCE_LOSS_SHARE = 0.95
 
 
 @dataclasses.dataclass
@@ -39,6 +42,12 @@ class Settings:
   cost_penalty: float = 0.5
   target_flops: float = 0.0  # Multiply-adds (billions); 0: no cost term.
   checkpoint_steps: int = 50
+
+
+def learned(train_loss: float, num_classes: int) -> bool:
+  """Whether the supernet's training loss left chance (a uniform
+  prediction's loss, ln classes)."""
+  return train_loss < CHANCE_LOSS_SHARE * np.log(num_classes)
 
 
 def absolute_reward(quality: float, cost: float, target: float,
@@ -139,6 +148,8 @@ class OneShotSearch:
                          self._dataset(self.params.task.validation_data, True))
     started, first = time.time(), int(self.step)
     window: List[float] = []
+    losses: List[float] = []  # Training losses since the last checkpoint.
+    final_loss = None  # Their mean at the last checkpoint of this run.
     while int(self.step) < self.train_steps:
       step = int(self.step)
       warm = step < self.warmup_steps
@@ -148,6 +159,7 @@ class OneShotSearch:
       if not np.isfinite(loss):
         raise FloatingPointError(f'one-shot search: loss is {loss} at step '
                                  f'{step}')
+      losses.append(loss)
       if not warm:
         candidate = self.policy.sample(s.seed, step, 1)
         images, labels = next(validation)
@@ -163,11 +175,13 @@ class OneShotSearch:
         self.manager.save(checkpoint_number=step)
         best = self.policy.most_likely()
         mean = f', mean reward {np.mean(window):.4f}' if window else ''
-        progress(f'one-shot step {step}/{self.train_steps}: loss {loss:.4f}'
-                 f'{mean}{" (warm-up)" if warm else ""}; most likely '
+        final_loss = float(np.mean(losses))
+        progress(f'one-shot step {step}/{self.train_steps}: loss '
+                 f'{final_loss:.4f}{mean}{" (warm-up)" if warm else ""}; '
+                 'most likely '
                  f'{self.spec(best).summary()} '
                  f'({self.cost(best):.4g} B multiply-adds)')
-        window = []
+        window, losses = [], []
     elapsed = time.time() - started
     return {'train_steps': self.train_steps,
             'policy_steps': self.train_steps - self.warmup_steps,
@@ -176,6 +190,8 @@ class OneShotSearch:
             'validation_examples': ((self.train_steps - self.warmup_steps) *
                                     self.eval_batch),
             'steps_this_run': self.train_steps - first,
+            'final_train_loss': final_loss,
+            'chance_loss': float(np.log(self.params.task.model.num_classes)),
             'search_s_this_run': elapsed}
 
   def recalibrate(self, numbers) -> None:
