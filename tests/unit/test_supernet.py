@@ -117,7 +117,7 @@ def test_the_rewards_multiply_adds_are_within_6_percent_of_a_trials_count(
     net = net or supernet_lib.from_config(space, prepared.params.task.model)
     counted = trial.estimate_flops(prepared)
     ratio = supernet_lib.multiply_adds(
-        net, prepared.spec, prepared.params.task.model.input_size) / counted
+        net, dna.to_numbers(), prepared.params.task.model.input_size) / counted
     assert 0.94 <= ratio <= 1.0, prepared.spec.summary()
 
 

@@ -128,7 +128,7 @@ class OneShotSearch:
     return search_spaces.nas_params_from_dna(self._dna(numbers))
 
   def cost(self, numbers) -> float:
-    return supernet_lib.multiply_adds(self.net, self.spec(numbers),
+    return supernet_lib.multiply_adds(self.net, [int(n) for n in numbers],
                                       self.params.task.model.input_size)
 
   # --- The search.

@@ -336,36 +336,41 @@ class Supernet(tf_keras.Model):
             self.space_name)).decision_points)], tf.int32), training=False)
 
 
-def multiply_adds(net: Supernet, spec: Any, input_size: Sequence[int]) -> float:
-  """Multiply-adds (billions) of the convolutions and the classifier of
-  architecture `spec` at `net`'s sizes, one `input_size` image: the cost a
-  one-shot reward needs at every step, counted without building the model.
+def multiply_adds(net: Supernet, numbers: Sequence[int],
+                  input_size: Sequence[int]) -> float:
+  """Multiply-adds (billions) of the convolutions and the classifier of the
+  architecture with DNA `numbers` at `net`'s sizes, one `input_size` image:
+  the cost a one-shot reward needs at every step, counted from the
+  decisions alone (materialising the architecture costs more than a step).
   """
   side = lambda s, strides: -(-s // strides)  # 'SAME' padding.
   h, w = side(input_size[0], 2), side(input_size[1], 2)
   total = h * w * 9 * input_size[2] * net.stem_width
   in_width = net.stem_width
-  for block_spec in spec.blocks:
-    out_width = net.scaled(block_spec.output_filters)
-    k = block_spec.kernel_size
-    branch = getattr(block_spec, net.branch_field)
-    for r in range(compound_scaling.round_repeats(block_spec.num_repeats,
+  for g, group in enumerate(net.groups):
+    chosen = {field: group.values[field][numbers[i]]
+              for field, i in group.index.items()}
+    out_width = net.widths(g)[numbers[group.index['output_filters']]]
+    k, ratio, se_ratio = (chosen['kernel_size'], chosen['expand_ratio'],
+                          chosen['se_ratio'])
+    branch = chosen[net.branch_field]
+    for r in range(compound_scaling.round_repeats(chosen['num_repeats'],
                                                   net.depth_multiplier)):
       width = in_width if r == 0 else out_width
-      strides = block_spec.strides if r == 0 else 1
+      strides = group.strides if r == 0 else 1
       out_h, out_w = side(h, strides), side(w, strides)
-      expanded = width * block_spec.expand_ratio
+      expanded = width * ratio
       if branch == 'conv':
         total += out_h * out_w * k * k * width * out_width
       else:
         if branch == 'fused_mbconv':
           total += out_h * out_w * k * k * width * expanded
         else:
-          if block_spec.expand_ratio > 1:
+          if ratio > 1:
             total += h * w * width * expanded
           total += out_h * out_w * k * k * expanded
-        if block_spec.se_ratio:
-          total += 2 * expanded * se_width(width, block_spec.se_ratio)
+        if se_ratio:
+          total += 2 * expanded * se_width(width, se_ratio)
         total += out_h * out_w * expanded * out_width
       h, w = out_h, out_w
     in_width = out_width
