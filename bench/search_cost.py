@@ -152,11 +152,15 @@ def oneshot(args, job_dir: str, steps: int, batch: int) -> Dict[str, object]:
           'ranked': result['ranked_samples']}
 
 
-def retrained(runner: Runner, nas_params_str: str, seeds: int,
+def retrained(runner: Runner, name: str, nas_params_str: str, seeds: int,
               base_seed: int) -> List[float]:
-  return [runner.accuracy(nas_params_str,
-                          spec_lib.trial_seed(base_seed, s))['accuracy']
-          for s in range(1, seeds + 1)]
+  accuracies = []
+  for s in range(1, seeds + 1):
+    accuracies.append(runner.accuracy(
+        nas_params_str, spec_lib.trial_seed(base_seed, s))['accuracy'])
+    print(f'  {name}, seed {s}/{seeds}: top-1 {accuracies[-1]:.4f}',
+          flush=True)
+  return accuracies
 
 
 def std(values: List[float]) -> float:
@@ -195,9 +199,11 @@ def main() -> None:
   print(f'stand-alone proxy training of the {len(shot["ranked"])} ranked '
         'architectures', flush=True)
   alone = Runner(os.path.join(root, 'standalone'), args.params_override)
-  for sample in shot['ranked']:
+  for i, sample in enumerate(shot['ranked'], 1):
     sample['standalone_accuracy'] = alone.accuracy(
         sample['nas_params_str'], args.seed)['accuracy']
+    print(f'  {i}/{len(shot["ranked"])}: top-1 '
+          f'{sample["standalone_accuracy"]:.4f}', flush=True)
   tau = kendall.kendall_tau([s['supernet_accuracy'] for s in shot['ranked']],
                             [s['standalone_accuracy'] for s in shot['ranked']])
 
@@ -205,8 +211,8 @@ def main() -> None:
         'config)', flush=True)
   train = Runner(os.path.join(root, 'retrain'), args.train_params_override,
                  stage='train')
-  for result in (multi, shot):
-    result['accuracies'] = retrained(train, result['nas_params_str'],
+  for name, result in (('multi-trial', multi), ('one-shot', shot)):
+    result['accuracies'] = retrained(train, name, result['nas_params_str'],
                                      args.seeds, args.seed)
 
   print(f'\n{"":>12}  {"compute":>9}  {"wall s":>7}  {"MFLOPs":>7}  '
