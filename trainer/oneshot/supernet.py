@@ -65,7 +65,7 @@ def space_groups(space_name: str) -> List[Group]:
 
 def mask(width: tf.Tensor, channels: int) -> tf.Tensor:
   """1 for the first `width` of `channels` channels, 0 past them."""
-  return tf.cast(tf.range(channels) < width, tf.float32)
+  return tf.cast(tf.range(channels) < width, tf_keras.backend.floatx())
 
 
 def kernel_masks(sizes: Sequence[int], largest: int) -> tf.Tensor:
@@ -74,7 +74,7 @@ def kernel_masks(sizes: Sequence[int], largest: int) -> tf.Tensor:
   for i, k in enumerate(sizes):
     start = (largest - k) // 2
     masks[i, start:start + k, start:start + k] = 1
-  return tf.constant(masks)
+  return tf.constant(masks, tf_keras.backend.floatx())
 
 
 def se_width(in_width: Any, se_ratio: float) -> Any:
