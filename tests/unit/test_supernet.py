@@ -61,9 +61,13 @@ def _randomise_norms(model):
 def float64():
   """Both models in float64: the comparisons then show a wrong slice, not
   float32 summation order (a training-mode batch norm over 4 images
-  amplified that past 1e-4 once)."""
+  amplified that past 1e-4 once). The Keras policy too: a trial run in this
+  process earlier set it to float32, which overrides floatx."""
+  policy = tf_keras.mixed_precision.global_policy()
   tf_keras.backend.set_floatx('float64')
+  tf_keras.mixed_precision.set_global_policy('float64')
   yield tf.float64
+  tf_keras.mixed_precision.set_global_policy(policy)
   tf_keras.backend.set_floatx('float32')
 
 

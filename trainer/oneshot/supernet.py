@@ -63,9 +63,9 @@ def space_groups(space_name: str) -> List[Group]:
   return groups
 
 
-def mask(width: tf.Tensor, channels: int) -> tf.Tensor:
+def mask(width: tf.Tensor, channels: int, dtype: tf.DType) -> tf.Tensor:
   """1 for the first `width` of `channels` channels, 0 past them."""
-  return tf.cast(tf.range(channels) < width, tf_keras.backend.floatx())
+  return tf.cast(tf.range(channels) < width, dtype)
 
 
 def kernel_masks(sizes: Sequence[int], largest: int) -> tf.Tensor:
@@ -74,7 +74,7 @@ def kernel_masks(sizes: Sequence[int], largest: int) -> tf.Tensor:
   for i, k in enumerate(sizes):
     start = (largest - k) // 2
     masks[i, start:start + k, start:start + k] = 1
-  return tf.constant(masks, tf_keras.backend.floatx())
+  return tf.constant(masks)
 
 
 def se_width(in_width: Any, se_ratio: float) -> Any:
@@ -166,11 +166,12 @@ class SuperBlock(tf_keras.layers.Layer):
     kernel = self.conv_kernel * path.kernel_mask[:, :, None, None]
     y = tf.nn.conv2d(x, kernel, self.strides, 'SAME')
     y = self._activate(self.conv_bn(y, training=training), path)
-    return y * mask(path.out_width, self.out_max)
+    return y * mask(path.out_width, self.out_max, self.compute_dtype)
 
   def _inverted_bottleneck(self, branch, x, path: Path, training):
     weights = self.ibn[branch]
-    expand_mask = mask(path.expand_width, self.expand_max)
+    expand_mask = mask(path.expand_width, self.expand_max,
+                       self.compute_dtype)
 
     def expand(kernel, strides):
       h = tf.nn.conv2d(x, kernel, strides, 'SAME')
@@ -194,7 +195,7 @@ class SuperBlock(tf_keras.layers.Layer):
                   lambda: h)
     y = tf.nn.conv2d(h, weights['project'], 1, 'SAME')
     y = weights['project_bn'](y, training=training)
-    y *= mask(path.out_width, self.out_max)
+    y *= mask(path.out_width, self.out_max, self.compute_dtype)
     if self.strides == 1:  # Model Garden's residual: equal widths, stride 1.
       shortcut = x[..., :self.out_max] if self.in_max >= self.out_max else (
           tf.pad(x, [[0, 0]] * 3 + [[0, self.out_max - self.in_max]]))
@@ -205,7 +206,8 @@ class SuperBlock(tf_keras.layers.Layer):
     s = tf.reduce_mean(h, [1, 2], keepdims=True)
     s = tf.nn.relu(tf.nn.conv2d(s, weights['se_reduce'], 1, 'SAME') +
                    weights['se_reduce_bias'])
-    s *= mask(se_width(path.in_width, self.se_ratio), self.se_max)
+    s *= mask(se_width(path.in_width, self.se_ratio), self.se_max,
+              self.compute_dtype)
     s = tf.sigmoid(tf.nn.conv2d(s, weights['se_expand'], 1, 'SAME') +
                    weights['se_expand_bias'])
     return h * s
@@ -306,8 +308,9 @@ class Supernet(tf_keras.Model):
           branch=numbers[group.index[self.branch_field]],
           out_width=out_width,
           expands=ratio > 1,
-          kernel_mask=tf.gather(self._kernel_masks[g],
-                                numbers[group.index['kernel_size']]),
+          kernel_mask=tf.cast(tf.gather(self._kernel_masks[g],
+                                        numbers[group.index['kernel_size']]),
+                              self.compute_dtype),
           se=pick(group, 'se_ratio') > 0,
           activation=(numbers[group.index['act_fn']] if 'act_fn' in group.index
                       else tf.constant(0)))
