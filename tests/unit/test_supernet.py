@@ -173,3 +173,35 @@ def test_a_training_step_on_a_path_is_the_standalone_models_step(
   moved = [w.name for w, b in zip(stepped.weights, before)
            if not np.allclose(w, b)]
   assert len(moved) > len(before) / 2, moved
+
+
+@pytest.fixture
+def mixed_bfloat16():
+  policy = tf_keras.mixed_precision.global_policy()
+  tf_keras.mixed_precision.set_global_policy('mixed_bfloat16')
+  yield
+  tf_keras.mixed_precision.set_global_policy(policy)
+
+
+@pytest.mark.parametrize('space', ['mnasnet', 'efficientnet_v2'])
+def test_a_path_trains_under_a_mixed_precision_policy(space, data,
+                                                      mixed_bfloat16):
+  """The masks follow the layers' compute dtype (bfloat16 on TPU, float16 on
+  GPU configs), so a path computes and has finite gradients."""
+  del mixed_bfloat16
+  dnas = covering_dnas(space, extra=1)
+  prepared = _prepared(space, search_spaces.nas_params_from_dna(dnas[0]),
+                       data)
+  net = supernet_lib.from_config(space, prepared.params.task.model)
+  images = tf.random.stateless_uniform([2, INPUT, INPUT, 3], (0, 1))
+  for dna in (dnas[0], dnas[-1]):
+    with tf.GradientTape() as tape:
+      logits = net(images, tf.constant(dna.to_numbers(), tf.int32),
+                   training=True)
+      loss = tf.reduce_sum(tf.cast(logits, tf.float32))
+    assert logits.dtype == tf.bfloat16
+    gradients = [g for g in tape.gradient(loss, net.trainable_variables)
+                 if g is not None]
+    # Stem, head, classifier and a block of each of the 7 groups at least.
+    assert len(gradients) > 20
+    assert all(np.isfinite(tf.cast(g, tf.float32)).all() for g in gradients)
