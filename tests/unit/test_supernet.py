@@ -2,6 +2,7 @@
 the stand-alone Model Garden model of that architecture computes once the
 shared weights are sliced into it, and masking equals the smaller kernel."""
 
+import contextlib
 import random
 
 import numpy as np
@@ -57,18 +58,31 @@ def _randomise_norms(model):
       v.assign(rng.uniform(0.5, 1.5, v.shape))
 
 
+@contextlib.contextmanager
+def _keras_policy(name):
+  """The layers built inside compute in `name` (a global policy, which a
+  trial run earlier in this process may have set to float32)."""
+  before = tf_keras.mixed_precision.global_policy()
+  tf_keras.mixed_precision.set_global_policy(name)
+  try:
+    yield
+  finally:
+    tf_keras.mixed_precision.set_global_policy(before)
+
+
 @pytest.fixture
 def float64():
   """Both models in float64: the comparisons then show a wrong slice, not
   float32 summation order (a training-mode batch norm over 4 images
-  amplified that past 1e-4 once). The Keras policy too: a trial run in this
-  process earlier set it to float32, which overrides floatx."""
-  policy = tf_keras.mixed_precision.global_policy()
-  tf_keras.backend.set_floatx('float64')
-  tf_keras.mixed_precision.set_global_policy('float64')
-  yield tf.float64
-  tf_keras.mixed_precision.set_global_policy(policy)
-  tf_keras.backend.set_floatx('float32')
+  amplified that past 1e-4 once). Floatx too: without it, training-mode
+  outputs differed by 6e-6."""
+  with _keras_policy('float64'):  # First: the default policy reads floatx.
+    floatx = tf_keras.backend.floatx()
+    tf_keras.backend.set_floatx('float64')
+    try:
+      yield tf.float64
+    finally:
+      tf_keras.backend.set_floatx(floatx)
 
 
 @pytest.fixture(scope='module')
@@ -177,18 +191,15 @@ def test_a_training_step_on_a_path_is_the_standalone_models_step(
 
 @pytest.fixture
 def mixed_bfloat16():
-  policy = tf_keras.mixed_precision.global_policy()
-  tf_keras.mixed_precision.set_global_policy('mixed_bfloat16')
-  yield
-  tf_keras.mixed_precision.set_global_policy(policy)
+  with _keras_policy('mixed_bfloat16'):
+    yield
 
 
+@pytest.mark.usefixtures('mixed_bfloat16')
 @pytest.mark.parametrize('space', ['mnasnet', 'efficientnet_v2'])
-def test_a_path_trains_under_a_mixed_precision_policy(space, data,
-                                                      mixed_bfloat16):
+def test_a_path_trains_under_a_mixed_precision_policy(space, data):
   """The masks follow the layers' compute dtype (bfloat16 on TPU, float16 on
   GPU configs), so a path computes and has finite gradients."""
-  del mixed_bfloat16
   dnas = covering_dnas(space, extra=1)
   prepared = _prepared(space, search_spaces.nas_params_from_dna(dnas[0]),
                        data)

@@ -278,8 +278,9 @@ class Supernet(tf_keras.Model):
     self.head_activation = tf_keras.activations.get(activation)
     self.dropout = tf_keras.layers.Dropout(dropout_rate)
     self.classifier = tf_keras.layers.Dense(num_classes, name='classifier')
-    self._kernel_masks = [kernel_masks(g.values['kernel_size'],
-                                       max(g.values['kernel_size']))
+    self._kernel_masks = [tf.cast(kernel_masks(g.values['kernel_size'],
+                                               max(g.values['kernel_size'])),
+                                  self.compute_dtype)
                           for g in self.groups]
 
   def scaled(self, filters: int) -> int:
@@ -308,9 +309,8 @@ class Supernet(tf_keras.Model):
           branch=numbers[group.index[self.branch_field]],
           out_width=out_width,
           expands=ratio > 1,
-          kernel_mask=tf.cast(tf.gather(self._kernel_masks[g],
-                                        numbers[group.index['kernel_size']]),
-                              self.compute_dtype),
+          kernel_mask=tf.gather(self._kernel_masks[g],
+                                numbers[group.index['kernel_size']]),
           se=pick(group, 'se_ratio') > 0,
           activation=(numbers[group.index['act_fn']] if 'act_fn' in group.index
                       else tf.constant(0)))
