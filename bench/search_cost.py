@@ -24,8 +24,8 @@ Usage: python bench/search_cost.py [--trials=16] [--target_flops=0.006]
   [--params_override=...] [--train_params_override=...] [--job_dir=DIR]
   [--smoke]
 
---smoke: 2 trials, 4-step proxies on digits, 2 ranked samples, 1 seed:
-figures that mean nothing.
+--smoke: 2 trials, 4-step proxies of half depth on digits, 2 ranked
+samples, 1 seed: figures that mean nothing.
 
 Ends with one line of JSON: multi_trial_compute, oneshot_compute,
 compute_ratio, multi_trial_accuracy, oneshot_accuracy (means over seeds;
@@ -61,7 +61,9 @@ from trainer.modes import oneshot as oneshot_mode  # pylint: disable=wrong-impor
 SMOKE_OVERRIDE = ('task.builtin_data=digits,task.model.input_size=[32,32,3],'
                   'trainer.train_steps=4,trainer.steps_per_loop=2,'
                   'trainer.summary_interval=2,trainer.validation_interval=4,'
-                  'trainer.checkpoint_interval=4')
+                  'trainer.checkpoint_interval=4,'
+                  # Half the repeats: half the supernet's graph to trace.
+                  'task.model.backbone.tunable_mnasnet.depth_multiplier=0.5')
 # The one-shot search's policy steps draw validation batches of the training
 # batch's size (the config's 128 would double its compute).
 VALIDATION_BATCH = 'task.validation_data.global_batch_size'
