@@ -19,6 +19,7 @@ import tensorflow as tf
 import tf_keras
 
 from official.core import task_factory
+from official.modeling import performance
 import search_spaces
 from trainer.oneshot import policy as policy_lib
 from trainer.oneshot import supernet as supernet_lib
@@ -69,10 +70,19 @@ class OneShotSearch:
     self.params = prepared.params
     model = self.params.task.model
     tf_keras.utils.set_random_seed(settings.seed)
+    # The config's precision, as a trial's: layers built from here compute
+    # in it (float16 on the GPU configs, bfloat16 on the TPU ones).
+    if self.params.runtime.mixed_precision_dtype:
+      performance.set_mixed_precision_policy(
+          self.params.runtime.mixed_precision_dtype)
+    self.compute_dtype = tf_keras.mixed_precision.global_policy().compute_dtype
     self.task = task_factory.get_task(self.params.task)
     self.net = supernet_lib.from_config(space_name, model)
+    # A LossScaleOptimizer where the runtime asks for float16.
     self.optimizer = self.task.create_optimizer(
         self.params.trainer.optimizer_config, self.params.runtime)
+    self._loss_scaled = isinstance(
+        self.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
     trial_lib.create_slots(self.optimizer, self.net.trainable_variables)
     self.policy = policy_lib.Policy(
         [len(p.candidates) for p in self.dna_spec.decision_points],
@@ -100,13 +110,18 @@ class OneShotSearch:
     if losses.one_hot or losses.soft_labels:  # As the task's train_step.
       labels = tf.one_hot(labels, self.params.task.model.num_classes)
     with tf.GradientTape() as tape:
-      logits = self.net(images, numbers, training=True)
+      # The loss in float32 under a mixed policy, as the task's train_step.
+      logits = tf.cast(self.net(images, numbers, training=True), tf.float32)
       l2 = self._weight_decay / 2 * tf.add_n(
           [tf.nn.l2_loss(v) * 2 for v in self._regularised])
       loss = self.task.build_losses(labels, logits, aux_losses=[l2])
+      scaled = (self.optimizer.get_scaled_loss(loss) if self._loss_scaled
+                else loss)
     variables = self.net.trainable_variables
-    self.optimizer.apply_gradients(zip(tape.gradient(loss, variables),
-                                       variables))
+    gradients = tape.gradient(scaled, variables)
+    if self._loss_scaled:
+      gradients = self.optimizer.get_unscaled_gradients(gradients)
+    self.optimizer.apply_gradients(zip(gradients, variables))
     return loss
 
   @tf.function
@@ -190,6 +205,7 @@ class OneShotSearch:
             'validation_examples': ((self.train_steps - self.warmup_steps) *
                                     self.eval_batch),
             'steps_this_run': self.train_steps - first,
+            'compute_dtype': self.compute_dtype,
             'final_train_loss': final_loss,
             'chance_loss': float(np.log(self.params.task.model.num_classes)),
             'search_s_this_run': elapsed}
