@@ -105,8 +105,8 @@ def test_oneshot_search_resumes_after_sigkill_and_its_result_retrains(
 def test_oneshot_search_of_efficientnet_v2_in_mixed_float16(tmp_path):
   """On a classification config, in the GPU configs' precision: float16
   layers and a dynamic loss scale. Float16 runs on CPU too, at 3 s a step
-  here: 12 steps (3 of warm-up)."""
-  steps = 12
+  here: 8 steps (2 of warm-up)."""
+  steps = 8
   backbone = 'task.model.backbone.tunable_efficientnet_v2'
   override = (f'{DIGITS},trainer.train_steps={steps},'
               'task.train_data.global_batch_size=32,'

@@ -216,3 +216,33 @@ def test_a_path_trains_under_a_mixed_precision_policy(space, data):
     # Stem, head, classifier and a block of each of the 7 groups at least.
     assert len(gradients) > 20
     assert all(np.isfinite(tf.cast(g, tf.float32)).all() for g in gradients)
+
+
+def test_a_path_is_recalibrated_once_until_the_supernet_trains(
+    data, tmp_path, monkeypatch):
+  """Evaluating the result and then saving it recalibrate its batch norms
+  once; another path, or a (resumed) training run, recalibrates again."""
+  from trainer.oneshot import search as oneshot  # pylint: disable=g-import-not-at-top
+  dnas = covering_dnas('mnasnet', extra=0)
+  run = oneshot.OneShotSearch(
+      'mnasnet', _prepared('mnasnet', search_spaces.nas_params_from_dna(
+          dnas[0]), data), oneshot.Settings(seed=0), str(tmp_path))
+  drawn = []
+
+  def batches(unused_config, unused_repeat):
+    while True:
+      drawn.append(1)
+      yield (tf.random.stateless_uniform([2, INPUT, INPUT, 3], (0, 1)),
+             tf.zeros([2], tf.int32))
+
+  monkeypatch.setattr(run, '_dataset', batches)
+  first, second = dnas[0].to_numbers(), dnas[1].to_numbers()
+  per_path = oneshot.RECALIBRATION_BATCHES
+  for numbers, total in ((first, per_path), (first, per_path),
+                         (second, 2 * per_path), (first, 3 * per_path)):
+    run.recalibrate(numbers)
+    assert len(drawn) == total
+  run.train_steps = 0  # A run that only restores (here: initialises).
+  run.run(lambda unused_line: None)
+  run.recalibrate(first)
+  assert len(drawn) == 4 * per_path

@@ -101,6 +101,8 @@ class OneShotSearch:
     self._regularised = [v for v in self.net.trainable_variables
                          if v.shape.rank >= 2 and 'depthwise' not in v.name]
     self._weight_decay = self.params.task.losses.l2_weight_decay
+    # The path whose statistics the norms hold, until training changes them.
+    self._calibrated_path = None
 
   # --- Steps (one trace each: the path is a tensor).
 
@@ -155,6 +157,7 @@ class OneShotSearch:
   def run(self, progress: Callable[[str], None]) -> Dict[str, Any]:
     """Trains (or resumes) to the last step; returns the search's figures."""
     restored = self.manager.restore_or_initialize()
+    self._calibrated_path = None
     if restored:
       progress(f'one-shot search resumed from step {int(self.step)} '
                f'({restored})')
@@ -213,7 +216,11 @@ class OneShotSearch:
   def recalibrate(self, numbers) -> None:
     """Batch-norm statistics of this path: the mean over
     RECALIBRATION_BATCHES training batches of the path's batch statistics
-    (run eagerly, since a traced step fixes each norm's momentum)."""
+    (run eagerly, since a traced step fixes each norm's momentum). Once
+    per path: evaluating a path and then saving it recalibrates once."""
+    path = tuple(int(n) for n in numbers)
+    if path == self._calibrated_path:
+      return
     norms = [l for l in self.net.submodules
              if isinstance(l, tf_keras.layers.BatchNormalization)]
     momenta = [n.momentum for n in norms]
@@ -227,6 +234,7 @@ class OneShotSearch:
     finally:
       for n, m in zip(norms, momenta):
         n.momentum = m
+    self._calibrated_path = path
 
   def evaluate(self, numbers) -> float:
     """Top-1 accuracy of the path on the whole validation data, with
