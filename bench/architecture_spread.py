@@ -66,12 +66,14 @@ def summary(nas_params_str: str) -> str:
 class Runner:
   """Runs trials one after another as trials 1, 2, ... of one job dir, so
   the built-in data is written once, by the first. `stage` picks the config
-  family: 'search' (the proxy) or 'train' (full training)."""
+  family: 'search' (the proxy) or 'train' (full training). Trials are warm
+  (forks of a process with TensorFlow imported), as a search runs them by
+  default: the same seed gives the same result as a cold process."""
 
   def __init__(self, job_dir: str, override: str, stage: str = 'search'):
     # pylint: disable=g-import-not-at-top  (TensorFlow, in the trial only)
     from trainer.controller import executors
-    self._executor = executors.LocalExecutor()
+    self._executor = executors.LocalExecutor(warm_trials=True)
     self._job_dir, self._override, self._next_id = job_dir, override, 1
     self._stage = stage
 
