@@ -104,6 +104,22 @@ def test_classification_export_serves_the_checkpointed_model(classification):
                          atol=1e-4)
 
 
+def test_export_holds_the_serving_signature_without_keras_layer_traces(
+    classification):
+  """Keras's per-layer call traces (for a Keras reload nothing does) would
+  triple the export's time; the serving function is still saved."""
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  saved = saved_model_pb2.SavedModel()
+  with open(os.path.join(classification['saved_model_dir'],
+                         'saved_model.pb'), 'rb') as f:
+    saved.ParseFromString(f.read())
+  functions = [f.signature.name for graph in saved.meta_graphs
+               for f in graph.graph_def.library.function]
+  assert any('inference_from_image_tensors' in name for name in functions)
+  traced_layers = [name for name in functions if 'layer_call' in name]
+  assert not traced_layers, f'{len(traced_layers)}: {traced_layers[:3]}'
+
+
 def test_detection_export_returns_detections_after_batched_nms(tmp_path):
   trial_dir = str(tmp_path)
   # Every box passes the score threshold, so NMS alone caps the detections.
