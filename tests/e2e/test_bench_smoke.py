@@ -50,8 +50,8 @@ MAY_BE_NULL = {'search_cost.py': {'supernet_kendall_tau'}}
 BENCHES = sorted(os.path.basename(p) for pattern in ('[!_]*.py', '[!_]*.sh')
                  for p in glob.glob(os.path.join(REPO, 'bench', pattern)))
 # Each. The slowest, search_cost.py (two CLI runs and four warm trials),
-# took 123 s alone on two cores and 164 s beside the suite before its trials
-# ran warm: more than twice that is left for a slower machine.
+# took 123 s alone on two cores and 164-173 s beside the rest of the suite:
+# more than twice that is left for a slower machine.
 TIMEOUT_S = 450
 
 
